@@ -1,0 +1,233 @@
+"""Configuration: the server's settings and one `ModelConfig` per served model.
+
+Every CLI flag is one field of `ServerConfig` (and one `AUTODEP_*` environment
+variable, see `autodep.serve`). Worker, queue and batching settings given on the
+server are defaults that a model's own entry in a repository YAML overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autodep.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Preprocess(_Strict):
+    """How an image becomes the model's input tensor."""
+
+    resize: tuple[int, int] | None = (224, 224)  # (height, width); None keeps the image size
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    color: Literal["RGB", "BGR", "L"] = "RGB"
+
+    @field_validator("resize", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s == 0 for s in value):
+            raise ValueError("std values must be non-zero")
+        return value
+
+
+class Workers(_Strict):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class Batching(_Strict):
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0)
+
+
+class ModelConfig(_Strict):
+    """One served model. Unset worker/queue/batching fields take the server's values."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    path: Path
+    input: Literal["image", "tensor", "text"] = "image"
+    output: Literal["classification", "segmentation", "detection", "raw"] = "classification"
+    labels: Path | None = None
+    preprocess: Preprocess = Preprocess()
+    tokenizer: Path | None = None
+    max_length: int = Field(default=64, ge=2)
+    input_shape: tuple[int, ...] | None = None  # for `tensor` models: one item's shape, for warm-up
+    workers: Workers = Workers()
+    batching: Batching = Batching()
+    max_queue: int | None = Field(default=None, ge=1)
+    autoscaling: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if self.input == "text" and self.tokenizer is None:
+            raise ValueError("a text model needs `tokenizer` (a tokenizers JSON file)")
+        if self.input == "text" and self.output != "classification" and self.output != "raw":
+            raise ValueError("a text model's output must be `classification` or `raw`")
+        if self.output in ("segmentation", "detection") and self.input != "image":
+            raise ValueError(f"`{self.output}` output needs `input: image`")
+        w = self.workers
+        if w.min is not None and w.max is not None and w.min > w.max:
+            raise ValueError("workers.min must not exceed workers.max")
+        return self
+
+    def label_names(self) -> list[str]:
+        if self.labels is None:
+            return []
+        return self.labels.read_text().splitlines()
+
+
+class ServerConfig(_Strict):
+    """Settings of one server process (the CLI flags)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_workers: int | None = Field(default=None, ge=1)
+    min_workers: int = Field(default=1, ge=0)
+    threads_per_worker: int | None = Field(default=None, ge=1)
+    max_queue: int = Field(default=64, ge=1)
+    idle_timeout: float = Field(default=30.0, gt=0)
+    max_body: int = Field(default=16 * 1024 * 1024, ge=1)
+    request_timeout: float = Field(default=60.0, gt=0)
+    grace_period: float = Field(default=30.0, ge=0)
+    max_batch_size: int = Field(default=8, ge=1)
+    max_queue_delay_ms: float = Field(default=0.0, ge=0)
+    models: tuple[ModelConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ServerConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def settings_for(self, model: ModelConfig) -> PoolSettings:
+        """The effective worker, queue and batching settings of one model."""
+        cores = cpu_count()
+        max_workers = model.workers.max or self.max_workers or cores
+        min_workers = model.workers.min if model.workers.min is not None else self.min_workers
+        threads = model.workers.threads or self.threads_per_worker or max(1, cores // max_workers)
+        delay = model.batching.max_queue_delay_ms
+        return PoolSettings(
+            min_workers=min(min_workers, max_workers),
+            max_workers=max_workers,
+            threads=threads,
+            max_queue=model.max_queue or self.max_queue,
+            idle_timeout=self.idle_timeout,
+            request_timeout=self.request_timeout,
+            max_batch_size=model.batching.max_batch_size or self.max_batch_size,
+            max_queue_delay=(self.max_queue_delay_ms if delay is None else delay) / 1000,
+        )
+
+
+class PoolSettings(_Strict):
+    """Resolved settings of one model's worker pool (no unset fields)."""
+
+    min_workers: int
+    max_workers: int
+    threads: int
+    max_queue: int
+    idle_timeout: float
+    request_timeout: float
+    max_batch_size: int
+    max_queue_delay: float  # seconds
+
+
+def model_from_file(path: str | Path, labels: str | Path | None = None) -> ModelConfig:
+    """A bare model file: image classification with the DESIGN.md defaults."""
+    path = Path(path)
+    if labels is None:
+        beside = path.with_name(f"{path.stem}.labels.txt")
+        labels = beside if beside.exists() else None
+    try:
+        model = ModelConfig(
+            name=path.stem, path=path, labels=None if labels is None else Path(labels)
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    _check_files([model], path)
+    return model
+
+
+def load_repository(path: str | Path) -> list[ModelConfig]:
+    """Read and validate a model repository YAML; paths in it are relative to the file."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+        raise ConfigError(f"{path}: expected a mapping with a `models:` list")
+    models = []
+    for index, entry in enumerate(document["models"]):
+        where = f"{path}: models[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: each model entry must be a mapping")
+        if "name" in entry:
+            where = f"{path}: model {entry['name']!r}"
+        try:
+            model = ModelConfig(**entry)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {_describe(exc)}") from None
+        models.append(_resolve_paths(model, path.parent))
+    _check_files(models, path)
+    return models
+
+
+def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    return model.model_copy(
+        update={
+            "path": resolve(model.path),
+            "labels": resolve(model.labels),
+            "tokenizer": resolve(model.tokenizer),
+        }
+    )
+
+
+def _check_files(models: list[ModelConfig], source: Path) -> None:
+    for model in models:
+        for field in ("path", "labels", "tokenizer"):
+            value = getattr(model, field)
+            if value is not None and not value.is_file():
+                raise ConfigError(f"{source}: model {model.name!r}: {field}: no such file {value}")
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "entry"
+        parts.append(f"{field}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def build_config(**fields: Any) -> ServerConfig:
+    try:
+        return ServerConfig(**fields)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

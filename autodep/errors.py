@@ -1,0 +1,75 @@
+"""One error base carrying an HTTP status; the HTTP layer turns it into JSON.
+
+Errors raised inside a worker cross the process boundary as text
+("Class: message" plus traceback), never as pickled exception objects.
+"""
+
+from __future__ import annotations
+
+
+class AutodepError(Exception):
+    """Base of every error autodep reports to a client."""
+
+    status = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidInput(AutodepError):
+    """The request body or a query value cannot be used."""
+
+    status = 400
+
+
+class ModelNotFound(AutodepError):
+    status = 404
+
+
+class PayloadTooLarge(AutodepError):
+    status = 413
+
+
+class UnsupportedMediaType(AutodepError):
+    status = 415
+
+
+class Unavailable(AutodepError):
+    """The model cannot take the request now; the client should retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class QueueFull(Unavailable):
+    pass
+
+
+class ShuttingDown(Unavailable):
+    pass
+
+
+class RequestTimeout(AutodepError):
+    status = 504
+
+
+class WorkerError(AutodepError):
+    """The model failed inside a worker: a crash, or an exception it raised."""
+
+    status = 500
+
+    def __init__(self, message: str, *, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+class WorkerStartError(WorkerError):
+    """A worker process could not load its model or died while starting."""
+
+
+class ConfigError(AutodepError):
+    """The server or model configuration is invalid (raised before any worker starts)."""

@@ -1,0 +1,29 @@
+"""The aiohttp Application: routes and middleware, nothing else."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from autodep.http import health, predict
+from autodep.http.errors import json_errors
+from autodep.http.keys import SERVICE
+
+if TYPE_CHECKING:
+    from autodep.service import Autodep
+
+
+def build_app(service: Autodep) -> web.Application:
+    app = web.Application(client_max_size=service.config.max_body, middlewares=[json_errors])
+    app[SERVICE] = service
+    app.add_routes(
+        [
+            web.post("/predict", predict.predict),
+            web.post("/predict/{model}", predict.predict),
+            web.get("/status", health.status),
+            web.get("/v2/health/live", health.live),
+            web.get("/v2/health/ready", health.ready),
+        ]
+    )
+    return app

@@ -1,0 +1,12 @@
+"""Typed application state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from autodep.service import Autodep
+
+SERVICE: web.AppKey[Autodep] = web.AppKey("autodep_service")

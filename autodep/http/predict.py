@@ -1,0 +1,105 @@
+"""POST /predict and /predict/{model}: a body in, the model's JSON result out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from autodep.codecs import Payload
+from autodep.errors import InvalidInput, PayloadTooLarge
+from autodep.http.keys import SERVICE
+
+
+async def predict(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    served = service.model(request.match_info.get("model"))  # 404 before reading the body
+    top_n = _query_number(request, "top_n", int, 5)
+    threshold = _query_number(request, "threshold", float, 0.5)
+    payload = await read_payload(request, service.config.max_body)
+    result = await service.predict(
+        payload.data,
+        model=served.config.name,
+        content_type=payload.content_type,
+        top_n=top_n,
+        threshold=threshold,
+    )
+    return web.json_response(result)
+
+
+async def read_payload(request: web.Request, limit: int) -> Payload:
+    """The request's input: a raw body, one multipart file, plain text or {"text": ...}."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"body of {request.content_length} bytes is over the limit of {limit} bytes"
+        )
+    content_type = request.content_type
+    if content_type == "multipart/form-data":
+        return await _multipart(request, limit)
+    body = await request.read()  # aiohttp refuses more than client_max_size (413)
+    if not body:
+        raise InvalidInput("the request body is empty; send the input as the body")
+    if content_type == "application/json":
+        return Payload(_json_text(body), "text/plain")
+    if content_type == "text/plain":
+        return Payload(_utf8(body), "text/plain")
+    # application/octet-stream is the default for a body without a type: sniff it.
+    return Payload(body, "" if content_type == "application/octet-stream" else content_type)
+
+
+async def _multipart(request: web.Request, limit: int) -> Payload:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue  # a nested multipart: not an input
+        data = await _read_part(part, limit)
+        part_type = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if part.filename is None and part_type in ("", "text/plain"):
+            return Payload(_utf8(data), "text/plain")  # a form field: text
+        return Payload(data, "" if part_type == "application/octet-stream" else part_type)
+    raise InvalidInput("the multipart body has no part; send the input as e.g. -F image=@cat.jpg")
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while chunk := await part.read_chunk():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"multipart body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if not data:
+        raise InvalidInput(f"multipart part {part.name!r} is empty")
+    return data
+
+
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("text must be UTF-8") from None
+
+
+def _json_text(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"invalid JSON body: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+        raise InvalidInput('a JSON body must be {"text": "..."}')
+    text: str = document["text"]
+    return text
+
+
+def _query_number(request: web.Request, name: str, kind: type[Any], default: Any) -> Any:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"query parameter {name}={raw!r} is not a valid {kind.__name__}"
+        ) from None

@@ -1,0 +1,260 @@
+"""The server's side of one worker process.
+
+A `WorkerHandle` starts its process, owns the socket and the two shared
+buffers, runs one batch at a time, and notices the process's death. Death is
+seen through two signals the event loop watches: the process sentinel (the
+process is gone; the exit code can be read) and the end of the socket (every
+message the worker sent has been read). The handle is finished when both have
+arrived, so a worker's last words, such as why its model failed to load, are
+never lost to a race with its exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import socket
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import numpy as np
+
+from autodep.errors import WorkerError, WorkerStartError
+from autodep.pool import messages
+from autodep.pool.launcher import Launcher, WorkerProcess
+from autodep.pool.shm import SharedBuffer, TensorSpec
+from autodep.worker.spec import WorkerSpec
+
+STOP_TIMEOUT = 5.0  # seconds a worker gets to leave after "stop" before it is killed
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    EXITED = "exited"
+
+
+class BatchResult:
+    __slots__ = ("compute_s", "outputs")
+
+    def __init__(self, outputs: list[list[np.ndarray]], compute_s: float) -> None:
+        self.outputs = outputs
+        self.compute_s = compute_s
+
+
+class WorkerHandle:
+    def __init__(
+        self, spec: WorkerSpec, launcher: Launcher, on_exit: Callable[[WorkerHandle], None]
+    ) -> None:
+        self.spec = spec
+        self.state = WorkerState.STARTING
+        self.pid: int | None = None
+        self.served = 0
+        self.startup_s: float | None = None
+        self.idle_since = time.monotonic()
+        self.exitcode: int | None = None
+        self.crashed = False  # exited without being asked to stop
+        self._launcher = launcher
+        self._on_exit = on_exit
+        self._loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._result: asyncio.Future[messages.Message] | None = None
+        self._exited: asyncio.Future[None] = self._loop.create_future()
+        self._process: WorkerProcess | None = None
+        self._transport: asyncio.Transport | None = None
+        self._socket_open = False
+        self._inputs = SharedBuffer.create(f"autodep-{spec.model}-in")
+        self._outputs = SharedBuffer.create(f"autodep-{spec.model}-out")
+        self._next_id = 0
+
+    async def start(self) -> None:
+        """Start the process and wait until it has loaded and warmed up its model."""
+        began = time.monotonic()
+        ours, theirs = socket.socketpair()
+        try:
+            with theirs:  # the child holds its own copy once started
+                self._process = await self._loop.run_in_executor(
+                    None, self._launcher.start, self.spec, theirs, self._inputs, self._outputs
+                )
+        except BaseException:
+            ours.close()
+            self._release()
+            raise
+        self.pid = self._process.pid
+        self._loop.add_reader(self._process.sentinel, self._on_sentinel)
+        self._transport, _ = await self._loop.create_unix_connection(
+            lambda: _Protocol(self), sock=ours
+        )
+        self._socket_open = True
+        await self._ready
+        self.startup_s = time.monotonic() - began
+        if self.state is WorkerState.STARTING:
+            self.state = WorkerState.IDLE
+            self.idle_since = time.monotonic()
+
+    def run(
+        self, batch: Sequence[Sequence[np.ndarray]], threads: int = 0
+    ) -> Coroutine[Any, Any, BatchResult]:
+        """Send one batch (a group of arrays per request) now; await the result for its outputs.
+
+        Sending is synchronous so that the worker is busy before the caller
+        looks for the next idle one.
+        """
+        assert self.state is WorkerState.IDLE and self._transport is not None
+        specs = self._inputs.write(batch)
+        self._next_id += 1
+        self._result = self._loop.create_future()
+        self._transport.write(
+            messages.pack(
+                {
+                    "op": "run",
+                    "id": self._next_id,
+                    "inputs": [[s.to_wire() for s in group] for group in specs],
+                    "threads": threads,
+                }
+            )
+        )
+        self.state = WorkerState.BUSY
+        return self._collect(self._result, len(batch))
+
+    async def _collect(self, result: asyncio.Future[messages.Message], size: int) -> BatchResult:
+        try:
+            reply = await result
+            outputs = [
+                [self._outputs.read(TensorSpec.from_wire(s)) for s in group]
+                for group in reply["outputs"]
+            ]
+        finally:
+            self._result = None
+            if self.state is WorkerState.BUSY:
+                self.state = WorkerState.IDLE
+                self.idle_since = time.monotonic()
+        self.served += size
+        return BatchResult(outputs, reply["compute_s"])
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Ask the worker to leave; terminate, then kill it if it does not."""
+        if self.state is WorkerState.EXITED:
+            return
+        self.state = WorkerState.STOPPING
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(messages.pack({"op": "stop"}))
+        for escalate in (self._terminate, self._kill):
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exited), timeout)
+                return
+            except TimeoutError:
+                escalate()
+                timeout = 1.0
+        await self._exited
+
+    def kill(self) -> None:
+        """End the process now (its death is handled like a crash)."""
+        self._kill()
+
+    def _terminate(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+
+    def rss_bytes(self) -> int | None:
+        import psutil
+
+        if self.pid is None or self.state is WorkerState.EXITED:
+            return None
+        try:
+            return int(psutil.Process(self.pid).memory_info().rss)
+        except psutil.Error:
+            return None
+
+    # -- events from the loop ------------------------------------------------
+
+    def _on_message(self, message: messages.Message) -> None:
+        op = message["op"]
+        if op == "ready":
+            _settle(self._ready, None)
+        elif op == "result" and self._result is not None:
+            _settle(self._result, message)
+        elif op == "error":
+            error_class = WorkerStartError if message["id"] is None else WorkerError
+            error = error_class(
+                f"model {self.spec.model!r}: {message['error']}",
+                remote_traceback=message["traceback"],
+            )
+            target = self._ready if message["id"] is None else self._result
+            if target is not None:
+                _fail(target, error)
+
+    def _on_sentinel(self) -> None:
+        assert self._process is not None
+        self._loop.remove_reader(self._process.sentinel)
+        self._process.join(0)  # reap it
+        self.exitcode = self._process.exitcode
+        self._maybe_finished()
+
+    def _on_socket_closed(self) -> None:
+        self._socket_open = False
+        self._maybe_finished()
+
+    def _maybe_finished(self) -> None:
+        """Runs once the process has exited and its last message has been read."""
+        if self.exitcode is None or self._socket_open or self._exited.done():
+            return
+        was = self.state
+        self.state = WorkerState.EXITED
+        _fail(
+            self._ready,
+            WorkerStartError(
+                f"model {self.spec.model!r}: worker exited with code {self.exitcode} "
+                "while loading the model"
+            ),
+        )
+        if self._result is not None:
+            _fail(
+                self._result,
+                WorkerError(
+                    f"model {self.spec.model!r}: worker process died (exit code "
+                    f"{self.exitcode}) while running this request"
+                ),
+            )
+        self.crashed = was is not WorkerState.STOPPING
+        self._release()
+        _settle(self._exited, None)
+        self._on_exit(self)
+
+    def _release(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._inputs.close()
+        self._outputs.close()
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, handle: WorkerHandle) -> None:
+        self._handle = handle
+        self._unpacker = messages.unpacker()
+
+    def data_received(self, data: bytes) -> None:
+        self._unpacker.feed(data)
+        for message in self._unpacker:
+            self._handle._on_message(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._handle._on_socket_closed()
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+        future.exception()  # retrieved: a start that nobody awaits is not an unhandled error

@@ -1,0 +1,117 @@
+"""Starting worker processes: the one place that knows how processes are made.
+
+`Launcher` is the small interface the pool uses; `ProcessLauncher` implements
+it with a multiprocessing context. The default, "forkserver", forks each worker
+from a server process that imported torch and torchvision once, so a worker
+starts in a fraction of a second instead of paying the seconds of
+`import torch`. The forkserver never runs a torch op, which keeps it safe from
+the GNU OpenMP fork hazard. "spawn" exists for comparison (bench/).
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import socket
+from multiprocessing import context, popen_forkserver, reduction, spawn, util
+from typing import Any, Literal, Protocol
+
+from autodep.pool.shm import SharedBuffer
+from autodep.worker import entry
+from autodep.worker.spec import WorkerSpec
+
+PRELOAD = ["torch", "torchvision", "autodep.worker.main"]
+
+
+class WorkerProcess(Protocol):
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def sentinel(self) -> int: ...
+    @property
+    def exitcode(self) -> int | None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class Launcher(Protocol):
+    def prepare(self) -> None:
+        """Pay one-time costs (blocking; run it in an executor)."""
+
+    def start(
+        self, spec: WorkerSpec, sock: socket.socket, inputs: SharedBuffer, outputs: SharedBuffer
+    ) -> WorkerProcess:
+        """Start one worker (blocking; run it in an executor)."""
+
+
+class _ForkserverPopen(popen_forkserver.Popen):
+    """The stdlib's forkserver launch, minus re-running the parent's `__main__`.
+
+    multiprocessing makes each child import the parent's main module again (to
+    find pickled functions defined there). A worker needs nothing from it, and
+    an embedding app's main module may be slow to import or may lack the
+    `if __name__ == "__main__"` guard. The body is `Popen._launch` of CPython
+    3.11 with the `init_main_*` entries left out of the preparation data.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = {
+            key: value
+            for key, value in spawn.get_preparation_data(process_obj._name).items()
+            if not key.startswith("init_main")
+        }
+        buf = io.BytesIO()
+        context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            context.set_spawning_popen(None)
+        self.sentinel, w = multiprocessing.forkserver.connect_to_new_process(
+            self._fds  # type: ignore[attr-defined]
+        )
+        _parent_w = os.dup(w)  # the child's sentinel of its parent, as in the stdlib
+        self.finalizer = util.Finalize(
+            self,
+            util.close_fds,  # type: ignore[attr-defined]
+            (_parent_w, self.sentinel),
+        )
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = multiprocessing.forkserver.read_signed(self.sentinel)
+
+
+class _ForkserverProcess(context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _ForkserverPopen:
+        return _ForkserverPopen(process_obj)
+
+
+class ProcessLauncher:
+    def __init__(self, method: Literal["forkserver", "spawn"] = "forkserver") -> None:
+        self._context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            self._context.set_forkserver_preload(PRELOAD)
+        self.method = method
+
+    def prepare(self) -> None:
+        if self.method == "forkserver":
+            multiprocessing.forkserver.ensure_running()
+
+    def start(
+        self, spec: WorkerSpec, sock: socket.socket, inputs: SharedBuffer, outputs: SharedBuffer
+    ) -> WorkerProcess:
+        process_class = (
+            _ForkserverProcess if self.method == "forkserver" else self._context.Process  # type: ignore[attr-defined]
+        )
+        process = process_class(
+            target=entry,
+            args=(spec, sock, inputs, outputs),
+            name=f"autodep-worker-{spec.model}",
+            daemon=True,
+        )
+        process.start()
+        return process

@@ -1,0 +1,352 @@
+"""The resource manager of one model: a queue of requests and a pool of workers.
+
+Data flow:
+
+    infer(inputs) ──► queue (deque of Pending, at most max_queue; full → 503)
+                          │  _dispatch(): while a worker is idle, take up to
+                          │  max_batch_size requests as one batch
+                          ▼
+                    WorkerHandle.run(batch)
+                          │  tensors ──► shared in-buffer ──┐
+                          │  {"op": "run"} ──► socket ──────┤  worker process:
+                          │                                 ▼  model(batch)
+                          │  tensors ◄── shared out-buffer ─┤
+                          │  {"op": "result"} ◄── socket ◄──┘
+                          ▼
+            each request's future gets its own slice of the outputs
+
+    Workers are started when queued work finds none idle (up to max_workers),
+    stopped when idle for idle_timeout (down to min_workers), and replaced
+    when they die. A batch whose worker died goes back to the head of the
+    queue once; its requests fail if it kills a second worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autodep.config import PoolSettings
+from autodep.errors import (
+    PayloadTooLarge,
+    QueueFull,
+    RequestTimeout,
+    ShuttingDown,
+    Unavailable,
+    WorkerError,
+    WorkerStartError,
+)
+from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
+from autodep.pool.launcher import Launcher
+from autodep.pool.scaling import workers_to_start, workers_to_stop
+from autodep.pool.shm import BufferOverflow
+from autodep.worker.spec import WorkerSpec
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2  # a request that takes down two workers is failed, not retried forever
+RESTART_BACKOFF = (0.5, 30.0)  # seconds: first and longest wait before restarting a failing model
+
+
+@dataclass(eq=False)
+class Pending:
+    inputs: Sequence[np.ndarray]
+    future: asyncio.Future[list[np.ndarray]]
+    enqueued: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+
+
+class ModelPool:
+    def __init__(self, spec: WorkerSpec, settings: PoolSettings, launcher: Launcher) -> None:
+        self.spec = spec
+        self.settings = settings
+        self._launcher = launcher
+        self._loop = asyncio.get_running_loop()
+        # Bounded so that a burst beyond what the workers can absorb is refused
+        # at once (503 + Retry-After) instead of piling up latency for everyone.
+        self._queue: deque[Pending] = deque()
+        self._workers: list[WorkerHandle] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._drained = asyncio.Event()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._restart_timer: asyncio.TimerHandle | None = None
+        self._backoff = RESTART_BACKOFF[0]
+        self.last_start_error: WorkerStartError | None = None
+        self.restarts = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.model
+
+    # -- public --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start min_workers and wait until they are ready (raises if one fails)."""
+        starts = [self._spawn() for _ in range(self.settings.min_workers)]
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Queue one request's input tensors and wait for its output tensors."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down; retry on another instance")
+        if len(self._queue) >= self.settings.max_queue:
+            raise QueueFull(
+                f"model {self.name!r} has {len(self._queue)} requests waiting "
+                f"(max_queue={self.settings.max_queue}); retry later"
+            )
+        pending = Pending(inputs, self._loop.create_future())
+        self._queue.append(pending)
+        self._drained.clear()
+        self._dispatch()
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                return await pending.future
+        except TimeoutError:
+            raise RequestTimeout(
+                f"model {self.name!r} did not answer within {self.settings.request_timeout:g} s"
+            ) from None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def workers(self) -> list[WorkerHandle]:
+        return list(self._workers)
+
+    def count(self, *states: WorkerState) -> int:
+        return sum(1 for w in self._workers if w.state in states)
+
+    @property
+    def ready(self) -> bool:
+        """Ready: a worker can take work now, or one can be started."""
+        if self._closing:
+            return False
+        if self.count(WorkerState.IDLE, WorkerState.BUSY):
+            return True
+        return self.last_start_error is None
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new requests and let queued and running ones finish, for at most timeout."""
+        self._closing = True
+        self._check_drained()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+        except TimeoutError:
+            log.warning(
+                "model %r: %d requests still queued at shutdown", self.name, self.queue_depth
+            )
+        self._fail_queued(ShuttingDown("the server shut down before this request ran"))
+
+    async def close(self) -> None:
+        """Stop every worker (after `drain`, or at once)."""
+        self._closing = True
+        for timer in (self._idle_timer, self._restart_timer):
+            if timer is not None:
+                timer.cancel()
+        self._fail_queued(ShuttingDown("the server shut down before this request ran"))
+        await asyncio.gather(*(w.stop() for w in list(self._workers)))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- dispatch ------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            worker = self._idle_worker()
+            if worker is None:
+                break
+            batch = self._take_batch()
+            if batch:
+                self._run(worker, batch)
+        self._scale_up()
+        self._check_drained()
+
+    def _take_batch(self) -> list[Pending]:
+        batch: list[Pending] = []
+        while self._queue and len(batch) < self.settings.max_batch_size:
+            pending = self._queue.popleft()
+            if not pending.future.done():  # skip requests that timed out or were cancelled
+                batch.append(pending)
+        return batch
+
+    def _idle_worker(self) -> WorkerHandle | None:
+        """The most recently used idle worker, so that the others can time out."""
+        idle = [w for w in self._workers if w.state is WorkerState.IDLE]
+        return max(idle, key=lambda w: w.idle_since, default=None)
+
+    def _run(self, worker: WorkerHandle, batch: list[Pending]) -> None:
+        try:
+            running = worker.run([p.inputs for p in batch])
+        except BufferOverflow as exc:
+            for pending in batch:
+                _fail(pending.future, PayloadTooLarge(str(exc)))
+            return
+        self._track(self._collect(worker, batch, running))
+
+    async def _collect(
+        self, worker: WorkerHandle, batch: list[Pending], running: Awaitable[BatchResult]
+    ) -> None:
+        try:
+            result = await running
+        except WorkerError as exc:
+            if worker.state is WorkerState.EXITED:
+                self._retry(batch, exc)
+            else:
+                for pending in batch:
+                    _fail(pending.future, exc)
+        else:
+            for pending, outputs in zip(batch, result.outputs, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(outputs)
+        finally:
+            self._schedule_idle_check()
+            self._dispatch()
+
+    def _retry(self, batch: list[Pending], error: WorkerError) -> None:
+        again = []
+        for pending in batch:
+            pending.attempts += 1
+            if pending.attempts < MAX_ATTEMPTS:
+                again.append(pending)
+            else:
+                _fail(pending.future, error)
+        self._queue.extendleft(reversed(again))
+
+    def _fail_queued(self, error: Exception) -> None:
+        while self._queue:
+            _fail(self._queue.popleft().future, error)
+
+    def _check_drained(self) -> None:
+        if not self._queue and not self.count(WorkerState.BUSY):
+            self._drained.set()
+
+    # -- scaling -------------------------------------------------------------
+
+    def _scale_up(self) -> None:
+        if self._closing:
+            return
+        wanted = workers_to_start(
+            queued=len(self._queue),
+            idle=self.count(WorkerState.IDLE),
+            starting=self.count(WorkerState.STARTING),
+            running=self.count(WorkerState.IDLE, WorkerState.BUSY),
+            max_workers=self.settings.max_workers,
+            max_batch_size=self.settings.max_batch_size,
+        )
+        for _ in range(wanted):
+            self._track(self._spawn())
+
+    async def _spawn(self) -> None:
+        worker = WorkerHandle(self.spec, self._launcher, self._on_worker_exit)
+        self._workers.append(worker)
+        try:
+            await worker.start()
+        except WorkerStartError as exc:
+            self._start_failed(exc)
+            raise
+        except BaseException:
+            worker.kill()
+            raise
+        self.last_start_error = None
+        self._backoff = RESTART_BACKOFF[0]
+        log.info(
+            "model %r: worker %s ready in %.2f s", self.name, worker.pid, worker.startup_s or 0
+        )
+        self._schedule_idle_check()
+        self._dispatch()
+
+    def _start_failed(self, error: WorkerStartError) -> None:
+        log.error("%s", error)
+        self.last_start_error = error
+        if not self._live():
+            # Nothing else could serve the waiting requests: tell them why now.
+            self._fail_queued(Unavailable(f"{error.message}; fix the model and retry"))
+
+    def _on_worker_exit(self, worker: WorkerHandle) -> None:
+        self._workers.remove(worker)
+        if self._closing:
+            self._check_drained()
+            return
+        if worker.crashed and worker.startup_s is not None:
+            self.restarts += 1
+            log.warning(
+                "model %r: worker %s died (exit code %s)", self.name, worker.pid, worker.exitcode
+            )
+        self._keep_minimum()
+        self._dispatch()
+
+    def _keep_minimum(self) -> None:
+        missing = self.settings.min_workers - self._live()
+        if missing <= 0 or self._restart_timer is not None:
+            return
+        if self.last_start_error is None:
+            for _ in range(missing):
+                self._track(self._spawn())
+            return
+        # The model failed to start: retry later, waiting longer each time.
+        delay, self._backoff = self._backoff, min(self._backoff * 2, RESTART_BACKOFF[1])
+        self._restart_timer = self._loop.call_later(delay, self._restart_after_backoff)
+
+    def _restart_after_backoff(self) -> None:
+        self._restart_timer = None
+        self.last_start_error = None
+        self._keep_minimum()
+
+    def _live(self) -> int:
+        return self.count(WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
+
+    def _schedule_idle_check(self) -> None:
+        if self._idle_timer is not None or self._closing:
+            return
+        idle = [w.idle_since for w in self._workers if w.state is WorkerState.IDLE]
+        if self._live() <= self.settings.min_workers or not idle:
+            return
+        when = min(idle) + self.settings.idle_timeout
+        self._idle_timer = self._loop.call_at(when, self._stop_idle)
+
+    def _stop_idle(self) -> None:
+        self._idle_timer = None
+        idle = sorted(
+            (w for w in self._workers if w.state is WorkerState.IDLE), key=lambda w: w.idle_since
+        )
+        surplus = workers_to_stop(
+            [w.idle_since for w in idle],
+            now=time.monotonic(),
+            total=self._live(),
+            min_workers=self.settings.min_workers,
+            idle_timeout=self.settings.idle_timeout,
+        )
+        for worker in idle[:surplus]:
+            log.info("model %r: stopping worker %s, idle", self.name, worker.pid)
+            self._track(worker.stop())
+        self._schedule_idle_check()
+
+    def _track(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, WorkerStartError):
+                log.error("model %r: background task failed", self.name, exc_info=exc)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,131 @@
+"""`python -m autodep.serve`: serve models over HTTP until SIGINT or SIGTERM.
+
+Every flag is also an environment variable: `--max-workers` is
+`AUTODEP_MAX_WORKERS`, and so on (`AUTODEP_MODEL` takes paths separated by `:`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from autodep.config import ServerConfig
+from autodep.errors import ConfigError, WorkerStartError
+from autodep.service import Autodep
+
+log = logging.getLogger("autodep")
+
+# (flag, type, help); the config field is the flag's name with underscores.
+SETTINGS: list[tuple[str, type, str]] = [
+    ("--host", str, "address to listen on (default 127.0.0.1)"),
+    ("--port", int, "port to listen on (default 8000; 0 picks a free one)"),
+    ("--max-workers", int, "most worker processes per model (default: cores)"),
+    ("--min-workers", int, "fewest workers kept alive per model (default 1)"),
+    ("--threads-per-worker", int, "torch threads per worker (default cores / max-workers)"),
+    ("--max-queue", int, "requests waiting per model before 503 (default 64)"),
+    ("--idle-timeout", float, "seconds before an idle worker above min-workers stops (default 30)"),
+    ("--max-body", int, "request body limit in bytes (default 16 MiB)"),
+    ("--request-timeout", float, "seconds before a request is answered 504 (default 60)"),
+    ("--grace-period", float, "seconds to finish queued work at shutdown (default 30)"),
+    ("--max-batch-size", int, "most requests per model call (default 8; 1 turns batching off)"),
+    ("--max-queue-delay-ms", float, "how long a batch may wait to fill up (default 0)"),
+]
+
+
+def _env(flag: str) -> str | None:
+    return os.environ.get("AUTODEP_" + flag.lstrip("-").replace("-", "_").upper())
+
+
+def build_parser(prog: str = "python -m autodep.serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve PyTorch models over HTTP.")
+    models = _env("--model")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=models.split(":") if models else None,
+        help="a TorchScript file to serve, named by its file stem (repeatable)",
+    )
+    parser.add_argument(
+        "--labels", default=_env("--labels"), help="class labels, one per line, for the --model"
+    )
+    parser.add_argument("--config", default=_env("--config"), help="model repository YAML")
+    for flag, kind, help_text in SETTINGS:
+        parser.add_argument(flag, type=kind, default=_env(flag), help=help_text)
+    parser.add_argument(
+        "--log-level", default=_env("--log-level") or "INFO", help="logging level (default INFO)"
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    if not args.model and not args.config:
+        raise ConfigError("nothing to serve: give --model PATH or --config models.yaml")
+    settings: dict[str, Any] = {}
+    for flag, kind, _ in SETTINGS:
+        name = flag.lstrip("-").replace("-", "_")
+        value = getattr(args, name)
+        if value is not None:
+            settings[name] = kind(value)
+    return Autodep(args.model, labels=args.labels, repository=args.config, **settings).config
+
+
+async def serve(config: ServerConfig) -> int:
+    """Run until a signal, then shut down in order. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)  # the handler only records the signal
+    service = Autodep(config=config)
+    try:
+        await service.start()
+    except WorkerStartError as exc:
+        log.error("could not start: %s", exc)
+        return 1
+    runner = web.AppRunner(service.app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", config.host, config.port, exc.strerror)
+        await service.shutdown(0)
+        await runner.cleanup()
+        return 1
+    host, port = runner.addresses[0][:2]
+    log.info("serving %s on http://%s:%s", ", ".join(service.models), host, port)
+    await stop.wait()
+    log.info("shutting down")
+    # 1-3. Refuse new requests (503), finish queued work within the grace period,
+    #      stop the workers (Autodep.shutdown).
+    await service.shutdown()
+    # 4. Close the listening socket and the idle connections.
+    await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m autodep.serve") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc.message}\n")
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""`Autodep`: the models, their pools and codecs, as one object to embed or serve.
+
+    async with Autodep("resnet18.pt", max_workers=4) as ad:   # workers ready on enter
+        result = await ad.predict(jpeg_bytes, top_n=5)
+        app = ad.app                                           # aiohttp Application
+
+The HTTP layer (`autodep.http`) only translates requests into these calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autodep.codecs import Codec, Options, Payload, codec_for
+from autodep.config import (
+    ModelConfig,
+    ServerConfig,
+    build_config,
+    cpu_count,
+    load_repository,
+    model_from_file,
+)
+from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
+from autodep.pool.launcher import Launcher, ProcessLauncher
+from autodep.pool.pool import ModelPool
+from autodep.worker.spec import WorkerSpec
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+ModelSource = str | Path | ModelConfig
+
+
+@dataclass
+class ServedModel:
+    config: ModelConfig
+    codec: Codec
+    pool: ModelPool
+
+
+class Autodep:
+    """Serve one or more models from a pool of worker processes each.
+
+    `models` is a TorchScript file, a `ModelConfig`, or a list of them;
+    `repository` is a model repository YAML; `config` a whole `ServerConfig`.
+    Other keyword arguments are `ServerConfig` fields (max_workers=4, ...).
+    """
+
+    def __init__(
+        self,
+        models: ModelSource | Sequence[ModelSource] | None = None,
+        *,
+        labels: str | Path | None = None,
+        repository: str | Path | None = None,
+        config: ServerConfig | None = None,
+        launcher: Launcher | None = None,
+        **settings: Any,
+    ) -> None:
+        self.config = config or _server_config(models, labels, repository, settings)
+        if not self.config.models:
+            raise ConfigError("no model to serve: give a model file or a repository config")
+        self._launcher = launcher or ProcessLauncher()
+        self._models: dict[str, ServedModel] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._app: web.Application | None = None
+        self._accepting = False
+        self.started_at: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> Autodep:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    async def start(self) -> None:
+        """Start every model's minimum of workers; return when they are ready."""
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(2, cpu_count()), thread_name_prefix="autodep-codec"
+        )
+        # Boot the forkserver (it imports torch once) while the codecs load.
+        prepared = loop.run_in_executor(self._executor, self._launcher.prepare)
+        for model in self.config.models:
+            codec = codec_for(model)
+            spec = _worker_spec(model, codec, self.config)
+            pool = ModelPool(spec, self.config.settings_for(model), self._launcher)
+            self._models[model.name] = ServedModel(model, codec, pool)
+        await prepared
+        try:
+            await asyncio.gather(*(m.pool.start() for m in self._models.values()))
+        except BaseException:
+            await self._close_pools()
+            raise
+        self._accepting = True
+        self.started_at = time.monotonic()
+
+    async def shutdown(self, grace_period: float | None = None) -> None:
+        """Stop taking requests, let queued ones finish, then stop every worker."""
+        grace = self.config.grace_period if grace_period is None else grace_period
+        # 1. Refuse new requests (503) from now on.
+        self._accepting = False
+        # 2. Let queued and running requests finish, for at most the grace period.
+        await asyncio.gather(*(m.pool.drain(grace) for m in self._models.values()))
+        # 3. Stop the workers (each gets a few seconds, then is killed).
+        await self._close_pools()
+
+    async def _close_pools(self) -> None:
+        await asyncio.gather(*(m.pool.close() for m in self._models.values()))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests ------------------------------------------------------------
+
+    async def predict(
+        self,
+        data: bytes | str,
+        *,
+        model: str | None = None,
+        content_type: str | None = None,
+        top_n: int = 5,
+        threshold: float = 0.5,
+    ) -> dict[str, Any]:
+        """Run one input through a model; the same JSON-able result as POST /predict."""
+        served = self.model(model)
+        options = _options(top_n, threshold)
+        if not self._accepting:
+            raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
+        payload = Payload(data, _default_type(data) if content_type is None else content_type)
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(self._executor, served.codec.decoder.decode, payload)
+        outputs = await served.pool.infer(decoded.tensors)
+        result = served.codec.encoder.encode(outputs, decoded, options)
+        return {"model": served.config.name, **result}
+
+    def model(self, name: str | None = None) -> ServedModel:
+        """A served model by name; None means the only one."""
+        if name is None:
+            if len(self._models) == 1:
+                return next(iter(self._models.values()))
+            raise ModelNotFound(
+                f"several models are served ({', '.join(self._models)}); "
+                "name one: POST /predict/{model}"
+            )
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ModelNotFound(
+                f"no model named {name!r}; served: {', '.join(self._models)}"
+            ) from None
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        return dict(self._models)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._accepting and all(m.pool.ready for m in self._models.values())
+
+    def status(self) -> dict[str, Any]:
+        return {"models": {name: _model_status(m) for name, m in self._models.items()}}
+
+    @property
+    def app(self) -> web.Application:
+        """The HTTP API as an aiohttp Application (mountable as a sub-application)."""
+        if self._app is None:
+            from autodep.http.app import build_app
+
+            self._app = build_app(self)
+        return self._app
+
+
+def _server_config(
+    models: ModelSource | Sequence[ModelSource] | None,
+    labels: str | Path | None,
+    repository: str | Path | None,
+    settings: dict[str, Any],
+) -> ServerConfig:
+    sources: list[ModelSource]
+    if models is None:
+        sources = []
+    elif isinstance(models, (str, Path, ModelConfig)):
+        sources = [models]
+    else:
+        sources = list(models)
+    if labels is not None and len(sources) != 1:
+        raise ConfigError("labels= goes with exactly one model file")
+    configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
+    if repository is not None:
+        configs += load_repository(repository)
+    return build_config(models=tuple(configs), **settings)
+
+
+def _worker_spec(model: ModelConfig, codec: Codec, config: ServerConfig) -> WorkerSpec:
+    return WorkerSpec(
+        model=model.name,
+        path=str(model.path),
+        input=model.input,
+        output=model.output,
+        threads=config.settings_for(model).threads,
+        example=codec.decoder.example(),
+    )
+
+
+def _options(top_n: Any, threshold: Any) -> Options:
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise InvalidInput(f"top_n must be a whole number of at least 1, not {top_n!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise InvalidInput(f"threshold must be a number between 0 and 1, not {threshold!r}")
+    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
+        raise InvalidInput(f"threshold must be between 0 and 1, not {threshold!r}")
+    return Options(top_n=top_n, threshold=float(threshold))
+
+
+def _default_type(data: bytes | str) -> str:
+    return "text/plain" if isinstance(data, str) else ""
+
+
+def _model_status(served: ServedModel) -> dict[str, Any]:
+    pool = served.pool
+    return {
+        "max_workers": pool.settings.max_workers,
+        "min_workers": pool.settings.min_workers,
+        "queue_depth": pool.queue_depth,
+        "ready": pool.ready,
+        "restarts": pool.restarts,
+        "workers": [
+            {
+                "pid": w.pid,
+                "state": w.state.value,
+                "served": w.served,
+                "startup_s": None if w.startup_s is None else round(w.startup_s, 4),
+                "rss_bytes": w.rss_bytes(),
+            }
+            for w in pool.workers
+        ],
+    }

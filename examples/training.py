@@ -1,0 +1,128 @@
+"""Pieces shared by the image example models: tensors, the training loop, export and config."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from examples.shapes import SHAPES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+THREADS = 2
+
+
+def to_tensor(images: np.ndarray, normalize: bool = True) -> torch.Tensor:
+    """``uint8 [N, H, W, 3]`` images to a float32 ``[N, 3, H, W]`` batch, as the server builds it.
+
+    With ``normalize`` the batch is ImageNet-normalized, otherwise scaled to 0..1.
+    """
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    if normalize:
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        batch = (batch - mean) / std
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def resized(images: list[Image.Image], size: int) -> np.ndarray:
+    """Stretch each image to ``size x size`` RGB (the server's ``resize`` step) and stack them."""
+    return np.stack(
+        [np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)) for image in images]
+    )
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_of_step: Callable[[np.random.Generator], torch.Tensor],
+    *,
+    steps: int,
+    seconds: float,
+    lr: float,
+    seed: int,
+    weight_decay: float = 0.05,
+    log_every: int = 10,
+) -> None:
+    """Train ``model`` with AdamW, warm-up and cosine decay.
+
+    ``loss_of_step(rng)`` generates a fresh batch and returns its loss.  Progress is the larger
+    of ``step / steps`` and ``elapsed / seconds``: on an idle machine the run is a fixed number
+    of steps (reproducible), on a busy one it ends on time with the schedule fully decayed.
+    """
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    model.train()
+    start = time.monotonic()
+    step, progress = 0, 0.0
+    while progress < 1.0:
+        warmup = min(1.0, progress / 0.05)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
+        loss = loss_of_step(rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        optimizer.step()
+        step += 1
+        elapsed = time.monotonic() - start
+        progress = max(step / steps, elapsed / seconds)
+        if step % log_every == 0 or progress >= 1.0:
+            print(f"  step {step:4d}  loss {loss.item():.4f}  elapsed {elapsed:5.1f}s", flush=True)
+    model.eval()
+
+
+def script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` the eval-mode model (its deprecation warning is noise here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.script(model.eval())
+
+
+def load(path: Path) -> torch.jit.ScriptModule:
+    torch.set_num_threads(THREADS)
+    return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def write_labels(path: Path, with_background: bool) -> None:
+    names = ("background", *SHAPES) if with_background else SHAPES
+    path.write_text("".join(f"{name}\n" for name in names))
+
+
+def built(out: Path, name: str, force: bool) -> bool:
+    """Whether ``name``'s model and labels already exist in ``out`` and may be reused."""
+    return not force and (out / f"{name}.pt").is_file() and (out / f"{name}.labels.txt").is_file()
+
+
+def image_entry(
+    name: str,
+    output: str,
+    resize: int | None,
+    normalize: bool = True,
+    workers: tuple[int, int] = (1, 2),
+) -> dict:
+    """The model's entry in ``models.yaml`` (paths relative to the YAML file)."""
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalize else ((0.0,) * 3, (1.0,) * 3)
+    return {
+        "name": name,
+        "path": f"{name}.pt",
+        "input": "image",
+        "output": output,
+        "labels": f"{name}.labels.txt",
+        "preprocess": {
+            "resize": None if resize is None else [resize, resize],
+            "mean": list(mean),
+            "std": list(std),
+            "color": "RGB",
+        },
+        "workers": {"min": workers[0], "max": workers[1]},
+    }
