@@ -142,7 +142,13 @@ class Autodep:
         loop = asyncio.get_running_loop()
         decoded = await loop.run_in_executor(self._executor, served.codec.decoder.decode, payload)
         outputs = await served.pool.infer(decoded.tensors)
-        result = served.codec.encoder.encode(outputs, decoded, options)
+        encoder = served.codec.encoder
+        if encoder.runs_inline:
+            result = encoder.encode(outputs, decoded, options)
+        else:
+            result = await loop.run_in_executor(
+                self._executor, encoder.encode, outputs, decoded, options
+            )
         return {"model": served.config.name, **result}
 
     def model(self, name: str | None = None) -> ServedModel:

@@ -11,13 +11,26 @@ from collections.abc import Callable
 
 from autodep.codecs.base import Codec, Decoded, Decoder, Encoder, Options, Payload
 from autodep.codecs.classification import ClassificationEncoder
+from autodep.codecs.detection import DetectionEncoder
 from autodep.codecs.image import ImageDecoder
+from autodep.codecs.segmentation import SegmentationEncoder
+from autodep.codecs.tensor import NpyDecoder, RawEncoder
+from autodep.codecs.text import TextDecoder
 from autodep.config import ModelConfig
 
 __all__ = ["Codec", "Decoded", "Options", "Payload", "codec_for"]
 
-DECODERS: dict[str, Callable[[ModelConfig], Decoder]] = {"image": ImageDecoder}
-ENCODERS: dict[str, Callable[[ModelConfig], Encoder]] = {"classification": ClassificationEncoder}
+DECODERS: dict[str, Callable[[ModelConfig], Decoder]] = {
+    "image": ImageDecoder,
+    "text": TextDecoder,
+    "tensor": NpyDecoder,
+}
+ENCODERS: dict[str, Callable[[ModelConfig], Encoder]] = {
+    "classification": ClassificationEncoder,
+    "segmentation": SegmentationEncoder,
+    "detection": DetectionEncoder,
+    "raw": RawEncoder,
+}
 
 
 def codec_for(model: ModelConfig) -> Codec:

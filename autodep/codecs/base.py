@@ -38,6 +38,8 @@ class Decoder(Protocol):
 
 
 class Encoder(Protocol):
+    runs_inline: bool  # cheap enough (well under a millisecond) for the event loop
+
     def encode(
         self, outputs: list[np.ndarray], decoded: Decoded, options: Options
     ) -> dict[str, Any]: ...

@@ -11,6 +11,8 @@ from autodep.config import ModelConfig
 
 
 class ClassificationEncoder:
+    runs_inline = True
+
     def __init__(self, model: ModelConfig) -> None:
         self.labels = model.label_names()
 

@@ -7,6 +7,7 @@ model (softmax, argmax) so that less data travels back.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ def load_model(path: str) -> Any:
     """A TorchScript file, or a `torch.export` program (`.pt2`)."""
     if Path(path).suffix == ".pt2":
         return torch.export.load(path).module()
-    model = torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the input
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]
     model.eval()
     return model
 

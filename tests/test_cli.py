@@ -1,0 +1,161 @@
+"""`python -m autodep.serve` as a user runs it: a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+from tests.conftest import image_bytes
+
+STARTUP_TIMEOUT = 60.0
+
+
+class CliServer:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autodep.serve", "--port", "0", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.log: list[str] = []
+        self.url = self._wait_for_address()
+
+    def _wait_for_address(self) -> str:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        assert self.process.stderr is not None
+        for line in self.process.stderr:  # each line is a signal from the server
+            self.log.append(line)
+            if match := re.search(r"serving .* on (http://\S+)", line):
+                return match.group(1)
+            if time.monotonic() > deadline:
+                break
+        self.process.kill()
+        raise AssertionError("server did not start:\n" + "".join(self.log))
+
+    def request(self, path: str, body: bytes | None = None, ctype: str = "image/jpeg"):
+        request = urllib.request.Request(
+            self.url + path, data=body, headers={"Content-Type": ctype} if body else {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def worker_pids(self) -> list[int]:
+        _, status = self.request("/status")
+        return [w["pid"] for m in status["models"].values() for w in m["workers"]]
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        _, rest = self.process.communicate(timeout=timeout)
+        return self.process.returncode, "".join(self.log) + rest
+
+
+@pytest.fixture
+def cli():
+    """cli(*args, env=...) -> a started CliServer; killed after the test if still running."""
+    started: list[CliServer] = []
+
+    def make(*args: str, env: dict[str, str] | None = None) -> CliServer:
+        started.append(CliServer(*args, env=env))
+        return started[-1]
+
+    yield make
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.communicate()
+
+
+def gone(pids: list[int], timeout: float = 15.0) -> bool:
+    _, alive = psutil.wait_procs([_proc(p) for p in pids if _proc(p)], timeout=timeout)
+    return not alive
+
+
+def _proc(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, slow_model, signum):
+    server = cli("--model", str(slow_model), "--max-workers", "1")
+    assert server.request("/predict", image_bytes("blue"))[1]["predictions"][0]["label"] == "blue"
+    pids = server.worker_pids()
+    with ThreadPoolExecutor(4) as pool:
+        in_flight = [pool.submit(server.request, "/predict", image_bytes("red")) for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while server.request("/status")[1]["models"]["slow"]["queue_depth"] < 2:
+            assert time.monotonic() < deadline, "requests never queued"
+        server.process.send_signal(signum)
+        answers = [f.result() for f in in_flight]
+    assert [status for status, _ in answers] == [200, 200, 200]
+    code, log = server.finish()
+    assert code == 0, log
+    assert "stopped" in log
+    assert gone(pids)
+
+
+def test_no_orphans_after_the_server_is_killed(cli, color_model):
+    server = cli("--model", str(color_model), "--min-workers", "2", "--max-workers", "2")
+    pids = server.worker_pids()
+    assert len(pids) == 2
+    server.process.kill()
+    server.process.wait()
+    assert gone(pids), "workers outlived a killed server"
+
+
+def test_flags_come_from_environment_variables(cli, color_model):
+    server = cli(env={"AUTODEP_MODEL": str(color_model), "AUTODEP_MAX_WORKERS": "3"})
+    status, body = server.request("/status")
+    assert body["models"]["colors"]["max_workers"] == 3
+    server.process.send_signal(signal.SIGTERM)
+    assert server.finish()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], "nothing to serve"),
+        (["--model", "/no/such/model.pt"], "no such file"),
+        (["--model", "{color_model}", "--max-workers", "0"], "max_workers"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(color_model, args, words):
+    args = [a.format(color_model=color_model) for a in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "autodep.serve", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert words in result.stderr
+
+
+def test_a_broken_model_exits_non_zero(broken_model):
+    result = subprocess.run(
+        [sys.executable, "-m", "autodep.serve", "--model", str(broken_model), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "could not start" in result.stderr and "broken" in result.stderr
+
+
+def test_console_script_help():
+    result = subprocess.run(["autodep", "serve", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--max-workers" in result.stdout

@@ -1,0 +1,45 @@
+"""Many requests at once: every one answered, each with its own result."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from tests.conftest import image_bytes
+
+
+async def test_concurrent_predicts_with_status_calls_in_between(serve, slow_model):
+    server = await serve(slow_model, max_workers=2, max_batch_size=4)
+    rng = random.Random(7)
+    colors = [rng.choice(["red", "green", "blue"]) for _ in range(60)]
+    images = {c: image_bytes(c) for c in set(colors)}
+
+    async def one(color):
+        status, body, _ = await server.predict(images[color])
+        return status, body["predictions"][0]["label"]
+
+    async def status_calls():
+        states = []
+        for _ in range(20):
+            status, body = await server.get("/status")
+            assert status == 200
+            states += [w["state"] for w in body["models"]["slow"]["workers"]]
+            await asyncio.sleep(0.01)  # pacing the probe, not waiting for a state
+        return states
+
+    predictions = asyncio.gather(*(one(c) for c in colors))
+    states, results = await asyncio.gather(status_calls(), predictions)
+    assert results == [(200, c) for c in colors]
+    assert "busy" in states  # /status answered while inference was running
+    status, body = await server.get("/status")
+    workers = body["models"]["slow"]["workers"]
+    assert sum(w["served"] for w in workers) == len(colors)
+
+
+async def test_two_requests_at_once_do_not_deadlock(serve, color_model):
+    server = await serve(color_model, max_workers=1, max_batch_size=1)
+    first, second = await asyncio.gather(
+        server.predict(image_bytes("red")), server.predict(image_bytes("blue"))
+    )
+    assert first[1]["predictions"][0]["label"] == "red"
+    assert second[1]["predictions"][0]["label"] == "blue"
