@@ -127,9 +127,10 @@ class ServerConfig(_Strict):
         cores = cpu_count()
         max_workers = model.workers.max or self.max_workers or cores
         min_workers = model.workers.min if model.workers.min is not None else self.min_workers
-        threads = model.workers.threads or self.threads_per_worker or max(1, cores // max_workers)
+        threads = model.workers.threads or self.threads_per_worker
         delay = model.batching.max_queue_delay_ms
         return PoolSettings(
+            cores=cores,
             min_workers=min(min_workers, max_workers),
             max_workers=max_workers,
             threads=threads,
@@ -142,16 +143,22 @@ class ServerConfig(_Strict):
 
 
 class PoolSettings(_Strict):
-    """Resolved settings of one model's worker pool (no unset fields)."""
+    """Resolved settings of one model's worker pool."""
 
+    cores: int
     min_workers: int
     max_workers: int
-    threads: int
+    threads: int | None  # None: adapt each batch to the number of busy workers
     max_queue: int
     idle_timeout: float
     request_timeout: float
     max_batch_size: int
     max_queue_delay: float  # seconds
+
+    @property
+    def start_threads(self) -> int:
+        """Threads a worker starts with: its share of the cores when all workers run."""
+        return self.threads or max(1, self.cores // self.max_workers)
 
 
 def model_from_file(path: str | Path, labels: str | Path | None = None) -> ModelConfig:

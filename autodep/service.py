@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autodep.codecs import Codec, Options, Payload, codec_for
+import numpy as np
+
+from autodep.codecs import Codec, Decoded, Options, Payload, codec_for
 from autodep.config import (
     ModelConfig,
     ServerConfig,
@@ -29,6 +31,7 @@ from autodep.config import (
     model_from_file,
 )
 from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
+from autodep.metrics import Metrics
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.worker.spec import WorkerSpec
@@ -71,6 +74,8 @@ class Autodep:
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
         self._models: dict[str, ServedModel] = {}
+        self.metrics = Metrics()
+        self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
         self._app: web.Application | None = None
         self._accepting = False
@@ -96,7 +101,7 @@ class Autodep:
         for model in self.config.models:
             codec = codec_for(model)
             spec = _worker_spec(model, codec, self.config)
-            pool = ModelPool(spec, self.config.settings_for(model), self._launcher)
+            pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
             self._models[model.name] = ServedModel(model, codec, pool)
         await prepared
         try:
@@ -136,20 +141,31 @@ class Autodep:
         """Run one input through a model; the same JSON-able result as POST /predict."""
         served = self.model(model)
         options = _options(top_n, threshold)
+        payload = Payload(data, _default_type(data) if content_type is None else content_type)
+        decoded = await self.decode(served, payload)
+        outputs = await self.infer(served, decoded.tensors)
+        return {"model": served.config.name, **await self.encode(served, outputs, decoded, options)}
+
+    async def decode(self, served: ServedModel, payload: Payload) -> Decoded:
+        """A payload into model input tensors (in the codec thread pool)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, served.codec.decoder.decode, payload)
+
+    async def infer(self, served: ServedModel, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        """One request's input tensors through the model's pool."""
         if not self._accepting:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
-        payload = Payload(data, _default_type(data) if content_type is None else content_type)
-        loop = asyncio.get_running_loop()
-        decoded = await loop.run_in_executor(self._executor, served.codec.decoder.decode, payload)
-        outputs = await served.pool.infer(decoded.tensors)
+        return await served.pool.infer(tensors)
+
+    async def encode(
+        self, served: ServedModel, outputs: list[np.ndarray], decoded: Decoded, options: Options
+    ) -> dict[str, Any]:
+        """Output tensors into the JSON-able result (off the loop unless cheap)."""
         encoder = served.codec.encoder
         if encoder.runs_inline:
-            result = encoder.encode(outputs, decoded, options)
-        else:
-            result = await loop.run_in_executor(
-                self._executor, encoder.encode, outputs, decoded, options
-            )
-        return {"model": served.config.name, **result}
+            return encoder.encode(outputs, decoded, options)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, encoder.encode, outputs, decoded, options)
 
     def model(self, name: str | None = None) -> ServedModel:
         """A served model by name; None means the only one."""
@@ -217,7 +233,7 @@ def _worker_spec(model: ModelConfig, codec: Codec, config: ServerConfig) -> Work
         path=str(model.path),
         input=model.input,
         output=model.output,
-        threads=config.settings_for(model).threads,
+        threads=config.settings_for(model).start_threads,
         example=codec.decoder.example(),
     )
 

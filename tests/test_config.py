@@ -11,10 +11,12 @@ from autodep.errors import ConfigError
 def test_threads_share_the_cores_between_workers(color_model):
     model = model_from_file(color_model)
     cores = cpu_count()
-    assert build_config(models=(model,), max_workers=1).settings_for(model).threads == cores
+    one = build_config(models=(model,), max_workers=1).settings_for(model)
+    assert (one.threads, one.start_threads) == (None, cores)  # None: adapts per batch
     many = build_config(models=(model,), max_workers=cores * 2).settings_for(model)
-    assert many.threads == 1
-    assert build_config(models=(model,), threads_per_worker=3).settings_for(model).threads == 3
+    assert many.start_threads == 1
+    fixed = build_config(models=(model,), threads_per_worker=3).settings_for(model)
+    assert (fixed.threads, fixed.start_threads) == (3, 3)
 
 
 def test_bare_model_defaults(color_model):

@@ -6,16 +6,21 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from autodep.http import health, predict
+from autodep.http import health, predict, v2
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
+from autodep.http.metrics import count_requests, metrics
 
 if TYPE_CHECKING:
     from autodep.service import Autodep
 
 
 def build_app(service: Autodep) -> web.Application:
-    app = web.Application(client_max_size=service.config.max_body, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=service.config.max_body,
+        # The counter sits outside the error middleware, so it sees every final status.
+        middlewares=[count_requests, json_errors],
+    )
     app[SERVICE] = service
     app.add_routes(
         [
@@ -24,6 +29,8 @@ def build_app(service: Autodep) -> web.Application:
             web.get("/status", health.status),
             web.get("/v2/health/live", health.live),
             web.get("/v2/health/ready", health.ready),
+            web.get("/metrics", metrics),
+            *v2.routes(),
         ]
     )
     return app

@@ -43,9 +43,15 @@ from autodep.errors import (
     WorkerError,
     WorkerStartError,
 )
+from autodep.metrics import Metrics
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
 from autodep.pool.launcher import Launcher
-from autodep.pool.scaling import workers_to_start, workers_to_stop
+from autodep.pool.scaling import (
+    batch_to_take,
+    threads_for_batch,
+    workers_to_start,
+    workers_to_stop,
+)
 from autodep.pool.shm import BufferOverflow
 from autodep.worker.spec import WorkerSpec
 
@@ -64,10 +70,17 @@ class Pending:
 
 
 class ModelPool:
-    def __init__(self, spec: WorkerSpec, settings: PoolSettings, launcher: Launcher) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        settings: PoolSettings,
+        launcher: Launcher,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self._launcher = launcher
+        self._metrics = metrics or Metrics()
         self._loop = asyncio.get_running_loop()
         # Bounded so that a burst beyond what the workers can absorb is refused
         # at once (503 + Retry-After) instead of piling up latency for everyone.
@@ -77,6 +90,7 @@ class ModelPool:
         self._closing = False
         self._drained = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._batch_timer: asyncio.TimerHandle | None = None
         self._restart_timer: asyncio.TimerHandle | None = None
         self._backoff = RESTART_BACKOFF[0]
         self.last_start_error: WorkerStartError | None = None
@@ -152,7 +166,7 @@ class ModelPool:
     async def close(self) -> None:
         """Stop every worker (after `drain`, or at once)."""
         self._closing = True
-        for timer in (self._idle_timer, self._restart_timer):
+        for timer in (self._idle_timer, self._restart_timer, self._batch_timer):
             if timer is not None:
                 timer.cancel()
         self._fail_queued(ShuttingDown("the server shut down before this request ran"))
@@ -164,23 +178,31 @@ class ModelPool:
     # -- dispatch ------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self._queue:
-            worker = self._idle_worker()
-            if worker is None:
+        while self._drop_abandoned() and (worker := self._idle_worker()) is not None:
+            count, wait = batch_to_take(
+                queued=len(self._queue),
+                oldest_wait=time.monotonic() - self._queue[0].enqueued,
+                busy=self.count(WorkerState.BUSY),
+                max_batch_size=self.settings.max_batch_size,
+                max_queue_delay=self.settings.max_queue_delay,
+            )
+            if count == 0:  # under load: let the batch fill up for a moment
+                if self._batch_timer is None:
+                    self._batch_timer = self._loop.call_later(wait, self._on_batch_timer)
                 break
-            batch = self._take_batch()
-            if batch:
-                self._run(worker, batch)
+            self._run(worker, [self._queue.popleft() for _ in range(count)])
         self._scale_up()
         self._check_drained()
 
-    def _take_batch(self) -> list[Pending]:
-        batch: list[Pending] = []
-        while self._queue and len(batch) < self.settings.max_batch_size:
-            pending = self._queue.popleft()
-            if not pending.future.done():  # skip requests that timed out or were cancelled
-                batch.append(pending)
-        return batch
+    def _on_batch_timer(self) -> None:
+        self._batch_timer = None
+        self._dispatch()
+
+    def _drop_abandoned(self) -> bool:
+        """Drop timed-out or cancelled requests from the head; is anything left?"""
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+        return bool(self._queue)
 
     def _idle_worker(self) -> WorkerHandle | None:
         """The most recently used idle worker, so that the others can time out."""
@@ -188,12 +210,22 @@ class ModelPool:
         return max(idle, key=lambda w: w.idle_since, default=None)
 
     def _run(self, worker: WorkerHandle, batch: list[Pending]) -> None:
+        batch = [p for p in batch if not p.future.done()]
+        if not batch:
+            return
+        threads = threads_for_batch(
+            cores=self.settings.cores,
+            busy=self.count(WorkerState.BUSY) + 1,
+            configured=self.settings.threads,
+        )
+        now = time.monotonic()
         try:
-            running = worker.run([p.inputs for p in batch])
+            running = worker.run([p.inputs for p in batch], threads)
         except BufferOverflow as exc:
             for pending in batch:
                 _fail(pending.future, PayloadTooLarge(str(exc)))
             return
+        self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._track(self._collect(worker, batch, running))
 
     async def _collect(
@@ -208,6 +240,7 @@ class ModelPool:
                 for pending in batch:
                     _fail(pending.future, exc)
         else:
+            self._metrics.compute.labels(self.name).observe(result.compute_s)
             for pending, outputs in zip(batch, result.outputs, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(outputs)
@@ -262,6 +295,7 @@ class ModelPool:
             raise
         self.last_start_error = None
         self._backoff = RESTART_BACKOFF[0]
+        self._metrics.startup.labels(self.name).observe(worker.startup_s or 0.0)
         log.info(
             "model %r: worker %s ready in %.2f s", self.name, worker.pid, worker.startup_s or 0
         )

@@ -31,3 +31,32 @@ def workers_to_stop(
     """How many of the idle workers (given by when each became idle) to stop now."""
     expired = sum(1 for since in idle_since if now - since >= idle_timeout)
     return max(0, min(expired, total - min_workers))
+
+
+def batch_to_take(
+    *, queued: int, oldest_wait: float, busy: int, max_batch_size: int, max_queue_delay: float
+) -> tuple[int, float]:
+    """How many queued requests a free worker takes now, or how long it waits for more.
+
+    Returns (count, 0) to go now, or (0, seconds) to wait. A full batch, a
+    request that has waited max_queue_delay, or an otherwise idle pool goes at
+    once: waiting only pays when other workers are busy, i.e. under load, so a
+    lone request never waits.
+    """
+    if queued == 0:
+        return 0, 0.0
+    if queued >= max_batch_size or oldest_wait >= max_queue_delay or busy == 0:
+        return min(queued, max_batch_size), 0.0
+    return 0, max_queue_delay - oldest_wait
+
+
+def threads_for_batch(*, cores: int, busy: int, configured: int | None) -> int:
+    """Torch threads for the next batch: the cores shared among the busy workers.
+
+    A lone request gets every core in its worker; under load each busy worker
+    gets its share, so the workers together never oversubscribe the machine.
+    An explicit --threads-per-worker always wins.
+    """
+    if configured is not None:
+        return configured
+    return max(1, cores // max(1, busy))

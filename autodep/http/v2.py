@@ -1,0 +1,59 @@
+"""The Open Inference Protocol's HTTP routes (/v2/...): translation only."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from autodep.errors import InvalidInput
+from autodep.http.errors import error_response
+from autodep.http.keys import SERVICE
+from autodep.protocol import v2
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+async def server_metadata(request: web.Request) -> web.Response:
+    return web.json_response(v2.server_metadata())
+
+
+async def model_metadata(request: web.Request) -> web.Response:
+    served = request.app[SERVICE].model(request.match_info["model"])
+    return web.json_response(v2.model_metadata(served))
+
+
+async def model_ready(request: web.Request) -> web.Response:
+    served = request.app[SERVICE].model(request.match_info["model"])
+    if served.pool.ready:
+        return web.json_response({"name": served.config.name, "ready": True})
+    return error_response(503, f"model {served.config.name!r} is not ready")
+
+
+async def infer(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    served = service.model(request.match_info["model"])
+    body = await request.read()
+    header_length = request.headers.get(HEADER_LENGTH)
+    try:
+        length = None if header_length is None else int(header_length)
+    except ValueError:
+        raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
+    response = await v2.infer(service, served, v2.parse_request(body, length))
+    payload, json_length = v2.serialize_response(response)
+    if json_length is None:
+        return web.Response(body=payload, content_type="application/json")
+    return web.Response(
+        body=payload,
+        content_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(json_length)},
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    table = [web.get("/v2", server_metadata)]
+    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        table += [
+            web.get(prefix, model_metadata),
+            web.get(prefix + "/ready", model_ready),
+            web.post(prefix + "/infer", infer),
+        ]
+    return table

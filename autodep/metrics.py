@@ -1,0 +1,106 @@
+"""Prometheus metrics, one registry per `Autodep` (several can live in one process).
+
+Counters and histograms are updated as things happen; the state of the pools
+(workers by state, queue depth, restarts) is read when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from autodep.pool.pool import ModelPool
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "autodep_requests",
+            "Requests answered, by model and HTTP status code.",
+            ["model", "code"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "autodep_request_duration_seconds",
+            "Time from request to response.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "autodep_queue_wait_seconds",
+            "Time a request waited in the queue for a worker.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute = Histogram(
+            "autodep_compute_seconds",
+            "Time of one model call (a whole batch) in a worker.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "autodep_batch_size",
+            "Requests per model call.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.startup = Histogram(
+            "autodep_worker_startup_seconds",
+            "Time from launch to a warm, ready worker.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def watch(self, pools: Callable[[], Mapping[str, ModelPool]]) -> None:
+        """Report the pools' state at every scrape."""
+        self.registry.register(_PoolCollector(pools))
+
+    def observe_dispatch(self, model: str, waits: list[float]) -> None:
+        """A batch leaves the queue: its size, and how long each request waited."""
+        self.batch_size.labels(model).observe(len(waits))
+        wait = self.queue_wait.labels(model)
+        for seconds in waits:
+            wait.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, pools: Callable[[], Mapping[str, ModelPool]]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterator[Metric]:
+        from autodep.pool.handle import WorkerState
+
+        workers = GaugeMetricFamily(
+            "autodep_workers", "Worker processes by state.", labels=["model", "state"]
+        )
+        depth = GaugeMetricFamily(
+            "autodep_queue_depth", "Requests waiting for a worker.", labels=["model"]
+        )
+        restarts = CounterMetricFamily(
+            "autodep_worker_restarts", "Workers that died and were replaced.", labels=["model"]
+        )
+        for name, pool in self._pools().items():
+            for state in WorkerState:
+                if state is not WorkerState.EXITED:
+                    workers.add_metric([name, state.value], pool.count(state))
+            depth.add_metric([name], pool.queue_depth)
+            restarts.add_metric([name], pool.restarts)
+        yield from (workers, depth, restarts)

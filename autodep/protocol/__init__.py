@@ -1,0 +1,1 @@
+"""Wire protocols spoken besides /predict, without HTTP (the http package routes to them)."""

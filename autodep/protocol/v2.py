@@ -1,0 +1,361 @@
+"""The Open Inference Protocol (KServe V2): parsing, inference and serialisation.
+
+One logical input per model:
+- BYTES `[N]`: N encoded items (image files, UTF-8 texts, .npy files), decoded
+  by the model's codec exactly as /predict does;
+- a numeric tensor `[N, ...]`: N ready model inputs (image and tensor models).
+Each of the N items is one request to the pool, so they batch with others.
+
+Outputs by model kind: `probabilities` FP32 [N, classes] (classification, with
+the classification extension), `mask` UINT8 [N, H, W] (segmentation),
+`detections` BYTES [N] of JSON (detection), `output` (raw).
+
+The binary tensor data extension: a JSON header of `Inference-Header-Content-Length`
+bytes, then each binary tensor's bytes in order; BYTES elements are each a
+4-byte little-endian length and the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autodep import __version__
+from autodep.codecs import Decoded, Options, Payload
+from autodep.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from autodep.service import Autodep, ServedModel
+
+EXTENSIONS = ["classification", "binary_tensor_data"]
+NUMERIC = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+DATATYPE_OF = {dtype: name for name, dtype in NUMERIC.items()}
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray | list[bytes]  # numeric array, or BYTES elements
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    classification: int | None = None
+    binary: bool | None = None
+
+
+@dataclass
+class InferRequest:
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# -- metadata ----------------------------------------------------------------
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "autodep", "version": __version__, "extensions": EXTENSIONS}
+
+
+def model_metadata(served: ServedModel) -> dict[str, Any]:
+    config = served.config
+    if config.input == "tensor":
+        shape = [-1, *(config.input_shape or [-1])]
+        inputs = [{"name": "input", "datatype": "FP32", "shape": shape}]
+    else:
+        inputs = [{"name": "input", "datatype": "BYTES", "shape": [-1]}]
+    classes = len(config.label_names()) or -1
+    outputs = {
+        "classification": {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+        "segmentation": {"name": "mask", "datatype": "UINT8", "shape": [-1, -1, -1]},
+        "detection": {"name": "detections", "datatype": "BYTES", "shape": [-1]},
+        "raw": {"name": "output", "datatype": "FP32", "shape": [-1]},
+    }[config.output]
+    return {
+        "name": config.name,
+        "versions": ["1"],
+        "platform": "pytorch_torchscript",
+        "inputs": inputs,
+        "outputs": [outputs],
+    }
+
+
+# -- requests ----------------------------------------------------------------
+
+
+def parse_request(body: bytes, header_length: int | None) -> InferRequest:
+    """A JSON body, or a JSON header followed by binary tensor data."""
+    header_bytes = body if header_length is None else body[:header_length]
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InvalidInput("Inference-Header-Content-Length is outside the body")
+    try:
+        header = json.loads(header_bytes)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"invalid JSON inference request: {exc}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise InvalidInput('an inference request needs "inputs": [...]')
+    binary = memoryview(body)[len(header_bytes) :]
+    inputs = []
+    for spec in header["inputs"]:
+        tensor, used = _input_tensor(spec, binary)
+        binary = binary[used:]
+        inputs.append(tensor)
+    if len(binary):
+        raise InvalidInput(f"{len(binary)} bytes of binary data belong to no input")
+    outputs = [_requested_output(o) for o in header.get("outputs") or []]
+    request_id = header.get("id")
+    return InferRequest(
+        inputs,
+        outputs,
+        None if request_id is None else str(request_id),
+        header.get("parameters") or {},
+    )
+
+
+def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
+    if not isinstance(spec, dict):
+        raise InvalidInput("each input must be an object with name, shape, datatype, data")
+    name = str(spec.get("name", ""))
+    datatype = spec.get("datatype")
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    if datatype != "BYTES" and datatype not in NUMERIC:
+        raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}")
+    parameters = spec.get("parameters") or {}
+    size = parameters.get("binary_data_size")
+    count = int(np.prod(shape))
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or size > len(binary):
+            raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
+        raw = binary[:size]
+        data = _bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
+        used = size
+    else:
+        if "data" not in spec:
+            raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
+        data = _json_data(spec["data"], datatype, name)
+        used = 0
+    length = len(data)
+    if length != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} elements, got {length}")
+    if isinstance(data, np.ndarray):
+        data = data.reshape(shape)
+    return Tensor(name, datatype, shape, data, parameters), used
+
+
+def _numeric(raw: memoryview, datatype: str, name: str) -> np.ndarray:
+    dtype = NUMERIC[datatype]
+    if len(raw) % dtype.itemsize:
+        raise InvalidInput(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype}")
+    return np.frombuffer(raw, dtype=dtype).copy()
+
+
+def _bytes_elements(raw: memoryview, name: str) -> list[bytes]:
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element length")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element")
+        elements.append(bytes(raw[offset : offset + length]))
+        offset += length
+    return elements
+
+
+def _json_data(data: Any, datatype: str, name: str) -> np.ndarray | list[bytes]:
+    flat = _flatten(data)
+    if datatype == "BYTES":
+        if not all(isinstance(x, str) for x in flat):
+            raise InvalidInput(f"input {name!r}: BYTES data must be strings")
+        return [x.encode("utf-8") for x in flat]
+    try:
+        return np.asarray(flat, dtype=NUMERIC[datatype])
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(f"input {name!r}: data is not all {datatype}") from None
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    return [x for item in data for x in _flatten(item)]
+
+
+def _requested_output(spec: Any) -> RequestedOutput:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise InvalidInput("each requested output must be an object with a name")
+    parameters = spec.get("parameters") or {}
+    classification = parameters.get("classification")
+    if classification is not None and (
+        not isinstance(classification, int)
+        or isinstance(classification, bool)
+        or classification < 1
+    ):
+        raise InvalidInput("parameters.classification must be a whole number of at least 1")
+    binary = parameters.get("binary_data")
+    return RequestedOutput(
+        str(spec["name"]), classification, None if binary is None else bool(binary)
+    )
+
+
+# -- inference ---------------------------------------------------------------
+
+
+async def infer(service: Autodep, served: ServedModel, request: InferRequest) -> dict[str, Any]:
+    """Run every item of the request through the model; a V2 response (tensors as arrays)."""
+    if len(request.inputs) != 1:
+        raise InvalidInput(
+            f"model {served.config.name!r} takes one input, got {len(request.inputs)}"
+        )
+    decoded = await _decode(service, served, request.inputs[0])
+    outputs = await asyncio.gather(*(service.infer(served, d.tensors) for d in decoded))
+    tensors = await _outputs(service, served, request, decoded, list(outputs))
+    response: dict[str, Any] = {
+        "model_name": served.config.name,
+        "model_version": "1",
+        "outputs": tensors,
+    }
+    if request.id is not None:
+        response["id"] = request.id
+    return response
+
+
+async def _decode(service: Autodep, served: ServedModel, tensor: Tensor) -> list[Decoded]:
+    kind = served.config.input
+    if tensor.datatype == "BYTES":
+        assert isinstance(tensor.data, list)
+        payloads = [_payload(kind, item, tensor.name) for item in tensor.data]
+        return list(await asyncio.gather(*(service.decode(served, p) for p in payloads)))
+    if kind == "text":
+        raise InvalidInput("a text model takes BYTES input (UTF-8 strings)")
+    array = tensor.data
+    assert isinstance(array, np.ndarray)
+    if array.ndim < 1 or array.shape[0] == 0:
+        raise InvalidInput(f"input {tensor.name!r}: the first dimension is the batch of items")
+    expected = served.codec.decoder.example()
+    if expected:
+        (shape, dtype), *_ = expected
+        if tuple(array.shape[1:]) != tuple(shape):
+            raise InvalidInput(
+                f"input {tensor.name!r}: each item must have shape {list(shape)}, "
+                f"got {list(array.shape[1:])}"
+            )
+        array = array.astype(dtype, copy=False)
+    return [Decoded([np.ascontiguousarray(item)]) for item in array]
+
+
+def _payload(kind: str, item: bytes, name: str) -> Payload:
+    if kind == "text":
+        try:
+            return Payload(item.decode("utf-8"), "text/plain")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"input {name!r}: text must be UTF-8") from None
+    return Payload(item, "application/x-npy" if kind == "tensor" else "")
+
+
+async def _outputs(
+    service: Autodep,
+    served: ServedModel,
+    request: InferRequest,
+    decoded: list[Decoded],
+    outputs: list[list[np.ndarray]],
+) -> list[dict[str, Any]]:
+    kind = served.config.output
+    name = model_metadata(served)["outputs"][0]["name"]
+    requested = request.outputs or [RequestedOutput(name)]
+    binary_default = bool(request.parameters.get("binary_data_output", False))
+    tensors = []
+    for wanted in requested:
+        if wanted.name != name:
+            raise InvalidInput(
+                f"model {served.config.name!r} has no output {wanted.name!r}; it has {name!r}"
+            )
+        binary = binary_default if wanted.binary is None else wanted.binary
+        if wanted.classification is not None:
+            if kind != "classification":
+                raise InvalidInput("the classification extension needs a classification model")
+            options = Options(top_n=wanted.classification)
+            results = [
+                await service.encode(served, out, dec, options)
+                for out, dec in zip(outputs, decoded, strict=True)
+            ]
+            strings = [
+                [f"{p['score']:f}:{p['index']}:{p['label']}".encode() for p in r["predictions"]]
+                for r in results
+            ]
+            width = max(len(row) for row in strings)
+            flat = [s for row in strings for s in row + [b""] * (width - len(row))]
+            tensors.append(_bytes_tensor(name, [len(strings), width], flat, binary))
+        elif kind == "detection":
+            threshold = float(request.parameters.get("threshold", 0.5))
+            options = Options(threshold=threshold)
+            items = [
+                json.dumps((await service.encode(served, out, dec, options))["detections"]).encode()
+                for out, dec in zip(outputs, decoded, strict=True)
+            ]
+            tensors.append(_bytes_tensor(name, [len(items)], items, binary))
+        else:
+            tensors.append(_numeric_tensor(name, [out[0] for out in outputs], binary))
+    return tensors
+
+
+def _numeric_tensor(name: str, rows: list[np.ndarray], binary: bool) -> dict[str, Any]:
+    if len({row.shape for row in rows}) != 1:
+        raise InvalidInput("the items' outputs differ in shape; send them in separate requests")
+    array = np.stack(rows)
+    datatype = DATATYPE_OF.get(array.dtype)
+    if datatype is None:
+        array, datatype = array.astype(np.float32), "FP32"
+    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    if binary:
+        tensor["_binary"] = array.tobytes()
+    else:
+        tensor["data"] = array.reshape(-1).tolist()
+    return tensor
+
+
+def _bytes_tensor(name: str, shape: list[int], items: list[bytes], binary: bool) -> dict[str, Any]:
+    tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
+    if binary:
+        tensor["_binary"] = b"".join(_LENGTH.pack(len(i)) + i for i in items)
+    else:
+        tensor["data"] = [i.decode("utf-8") for i in items]
+    return tensor
+
+
+def serialize_response(response: dict[str, Any]) -> tuple[bytes, int | None]:
+    """The body, and the JSON header's length when binary tensors follow it."""
+    parts = []
+    for tensor in response["outputs"]:
+        raw = tensor.pop("_binary", None)
+        if raw is not None:
+            tensor.setdefault("parameters", {})["binary_data_size"] = len(raw)
+            parts.append(raw)
+    header = json.dumps(response).encode()
+    if not parts:
+        return header, None
+    return header + b"".join(parts), len(header)
