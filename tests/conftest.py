@@ -87,7 +87,7 @@ async def serve() -> AsyncIterator[Any]:
     started: list[tuple[Autodep, web.AppRunner, aiohttp.ClientSession]] = []
 
     async def make(*model_paths: Path, **settings: Any) -> Server:
-        service = Autodep(list(model_paths), **settings)
+        service = Autodep(list(model_paths) or None, **settings)
         runner, url = await start_server(service)
         session = aiohttp.ClientSession()
         started.append((service, runner, session))
@@ -106,7 +106,8 @@ def worker_pids() -> set[int]:
     return {
         p.pid
         for p in me.children(recursive=True)
-        if "forkserver" not in " ".join(_cmdline(p)) and "resource_tracker" not in " ".join(_cmdline(p))
+        if "forkserver" not in " ".join(_cmdline(p))
+        and "resource_tracker" not in " ".join(_cmdline(p))
     }
 
 

@@ -16,7 +16,9 @@ async def test_async_context_manager_has_workers_ready_on_enter(color_model):
         result = await ad.predict(image_bytes("green"), top_n=1)
         assert result == {
             "model": "colors",
-            "predictions": [{"index": 1, "label": "green", "score": result["predictions"][0]["score"]}],
+            "predictions": [
+                {"index": 1, "label": "green", "score": result["predictions"][0]["score"]}
+            ],
         }
     assert ad.status()["models"]["colors"]["workers"] == []
 
@@ -24,6 +26,7 @@ async def test_async_context_manager_has_workers_ready_on_enter(color_model):
 async def test_app_mounts_as_a_sub_application(color_model):
     async with Autodep(color_model) as ad:
         parent = web.Application()
+
         async def home(request: web.Request) -> web.Response:
             return web.Response(text="host app")
 

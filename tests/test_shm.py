@@ -30,7 +30,7 @@ def test_groups_round_trip_with_aligned_offsets():
 def test_read_is_a_copy_that_survives_reuse():
     buffer = SharedBuffer.create("test", capacity=1 << 16)
     try:
-        (spec,), = buffer.write([[np.full(4, 7, np.int32)]])
+        ((spec,),) = buffer.write([[np.full(4, 7, np.int32)]])
         kept = buffer.read(spec)
         buffer.write([[np.zeros(4, np.int32)]])
         assert kept.tolist() == [7, 7, 7, 7]

@@ -75,9 +75,22 @@ async def test_versioned_routes_and_errors_are_json(server):
     bad = [
         (b"{}", 'needs "inputs"'),
         (b"not json", "invalid JSON"),
-        (json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}).encode(), "no data"),
-        (json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1]}]}).encode(), "needs 2 elements"),
-        (json.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).encode(), "each item must have shape"),
+        (
+            json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}).encode(),
+            "no data",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1]}]}
+            ).encode(),
+            "needs 2 elements",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+            ).encode(),
+            "each item must have shape",
+        ),
     ]
     for body_bytes, words in bad:
         status, answer, _ = await server.predict(
