@@ -121,7 +121,7 @@ def test_no_orphans_after_the_server_is_killed(cli, color_model):
 
 def test_flags_come_from_environment_variables(cli, color_model):
     server = cli(env={"AUTODEP_MODEL": str(color_model), "AUTODEP_MAX_WORKERS": "3"})
-    status, body = server.request("/status")
+    _, body = server.request("/status")
     assert body["models"]["colors"]["max_workers"] == 3
     server.process.send_signal(signal.SIGTERM)
     assert server.finish()[0] == 0

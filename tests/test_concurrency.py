@@ -31,7 +31,7 @@ async def test_concurrent_predicts_with_status_calls_in_between(serve, slow_mode
     states, results = await asyncio.gather(status_calls(), predictions)
     assert results == [(200, c) for c in colors]
     assert "busy" in states  # /status answered while inference was running
-    status, body = await server.get("/status")
+    _, body = await server.get("/status")
     workers = body["models"]["slow"]["workers"]
     assert sum(w["served"] for w in workers) == len(colors)
 

@@ -115,7 +115,7 @@ async def test_shutdown_finishes_queued_work_and_refuses_new(serve, slow_model):
 
     await wait_for(queued)
     shutdown = asyncio.ensure_future(server.service.shutdown())
-    status, body, headers = await server.predict(image_bytes("red"))
+    status, _, headers = await server.predict(image_bytes("red"))
     assert status == 503 and "Retry-After" in headers
     assert [r[0] for r in await asyncio.gather(*running)] == [200, 200, 200]
     await shutdown

@@ -32,7 +32,7 @@ async def test_response_shape_and_scores(server):
     assert status == 200
     predictions = body["predictions"]
     assert len(predictions) == 2
-    assert [p["label"] for p in predictions][0] == "red"
+    assert predictions[0]["label"] == "red"
     scores = [p["score"] for p in predictions]
     assert scores == sorted(scores, reverse=True)
     assert 0 < scores[0] <= 1
