@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,6 +62,14 @@ class Batching(_Strict):
     max_queue_delay_ms: float | None = Field(default=None, ge=0)
 
 
+class Autoscaling(_Strict):
+    """Per-model overrides of the autoscaler's settings (see autodep.autoscale.policy)."""
+
+    target_utilisation: float | None = Field(default=None, gt=0, le=1)
+    upscale_window_s: float | None = Field(default=None, gt=0)
+    downscale_window_s: float | None = Field(default=None, gt=0)
+
+
 class ModelConfig(_Strict):
     """One served model. Unset worker/queue/batching fields take the server's values."""
 
@@ -76,7 +85,7 @@ class ModelConfig(_Strict):
     workers: Workers = Workers()
     batching: Batching = Batching()
     max_queue: int | None = Field(default=None, ge=1)
-    autoscaling: dict[str, Any] = Field(default_factory=dict)
+    autoscaling: Autoscaling = Autoscaling()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -112,6 +121,10 @@ class ServerConfig(_Strict):
     grace_period: float = Field(default=30.0, ge=0)
     max_batch_size: int = Field(default=8, ge=1)
     max_queue_delay_ms: float = Field(default=0.0, ge=0)
+    max_total_workers: int | None = Field(default=None, ge=1)  # None: the cores
+    target_utilisation: float = Field(default=0.8, gt=0, le=1)
+    upscale_window: float = Field(default=2.0, gt=0)
+    tick: float = Field(default=1.0, gt=0)
     models: tuple[ModelConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -129,6 +142,7 @@ class ServerConfig(_Strict):
         min_workers = model.workers.min if model.workers.min is not None else self.min_workers
         threads = model.workers.threads or self.threads_per_worker
         delay = model.batching.max_queue_delay_ms
+        scaling = model.autoscaling
         return PoolSettings(
             cores=cores,
             min_workers=min(min_workers, max_workers),
@@ -139,7 +153,20 @@ class ServerConfig(_Strict):
             request_timeout=self.request_timeout,
             max_batch_size=model.batching.max_batch_size or self.max_batch_size,
             max_queue_delay=(self.max_queue_delay_ms if delay is None else delay) / 1000,
+            autoscale=AutoscaleSettings(
+                min_workers=min(min_workers, max_workers),
+                max_workers=max_workers,
+                tick_s=self.tick,
+                upscale_window_s=scaling.upscale_window_s or self.upscale_window,
+                downscale_window_s=scaling.downscale_window_s or self.idle_timeout,
+                target_utilisation=scaling.target_utilisation or self.target_utilisation,
+            ),
         )
+
+    @property
+    def worker_budget(self) -> int:
+        """Workers all models may run together."""
+        return self.max_total_workers or cpu_count()
 
 
 class PoolSettings(_Strict):
@@ -154,6 +181,7 @@ class PoolSettings(_Strict):
     request_timeout: float
     max_batch_size: int
     max_queue_delay: float  # seconds
+    autoscale: AutoscaleSettings
 
     @property
     def start_threads(self) -> int:

@@ -97,10 +97,21 @@ class _PoolCollector(Collector):
         restarts = CounterMetricFamily(
             "autodep_worker_restarts", "Workers that died and were replaced.", labels=["model"]
         )
+        desired = GaugeMetricFamily(
+            "autodep_desired_workers", "Workers the autoscaler wants.", labels=["model"]
+        )
+        events = CounterMetricFamily(
+            "autodep_scaling_events",
+            "Changes of the desired worker count.",
+            labels=["model", "direction"],
+        )
         for name, pool in self._pools().items():
             for state in WorkerState:
                 if state is not WorkerState.EXITED:
                     workers.add_metric([name, state.value], pool.count(state))
             depth.add_metric([name], pool.queue_depth)
             restarts.add_metric([name], pool.restarts)
-        yield from (workers, depth, restarts)
+            desired.add_metric([name], pool.desired)
+            events.add_metric([name, "up"], pool.scale_ups)
+            events.add_metric([name, "down"], pool.scale_downs)
+        yield from (workers, depth, restarts, desired, events)

@@ -37,6 +37,10 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--grace-period", float, "seconds to finish queued work at shutdown (default 30)"),
     ("--max-batch-size", int, "most requests per model call (default 8; 1 turns batching off)"),
     ("--max-queue-delay-ms", float, "how long a batch may wait to fill up (default 0)"),
+    ("--max-total-workers", int, "workers of all models together (default: cores)"),
+    ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
+    ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
+    ("--tick", float, "seconds between autoscaling decisions (default 1)"),
 ]
 
 

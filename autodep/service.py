@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autodep.autoscale.manager import Autoscaler
 from autodep.codecs import Codec, Decoded, Options, Payload, codec_for
 from autodep.config import (
     ModelConfig,
@@ -78,6 +79,7 @@ class Autodep:
         self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
         self._app: web.Application | None = None
+        self._autoscaler: Autoscaler | None = None
         self._accepting = False
         self.started_at: float | None = None
 
@@ -109,14 +111,22 @@ class Autodep:
         except BaseException:
             await self._close_pools()
             raise
+        self._autoscaler = Autoscaler(
+            {name: m.pool for name, m in self._models.items()},
+            budget=self.config.worker_budget,
+            tick_s=self.config.tick,
+        )
+        self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
 
     async def shutdown(self, grace_period: float | None = None) -> None:
         """Stop taking requests, let queued ones finish, then stop every worker."""
         grace = self.config.grace_period if grace_period is None else grace_period
-        # 1. Refuse new requests (503) from now on.
+        # 1. Refuse new requests (503) from now on; no more scaling.
         self._accepting = False
+        if self._autoscaler is not None:
+            self._autoscaler.stop()
         # 2. Let queued and running requests finish, for at most the grace period.
         await asyncio.gather(*(m.pool.drain(grace) for m in self._models.values()))
         # 3. Stop the workers (each gets a few seconds, then is killed).
@@ -257,6 +267,7 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
     return {
         "max_workers": pool.settings.max_workers,
         "min_workers": pool.settings.min_workers,
+        "desired_workers": pool.desired,
         "queue_depth": pool.queue_depth,
         "ready": pool.ready,
         "restarts": pool.restarts,
@@ -269,5 +280,9 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
                 "rss_bytes": w.rss_bytes(),
             }
             for w in pool.workers
+        ],
+        "scaling": [
+            {"at": e.at, "from": e.before, "to": e.after, "reason": e.reason}
+            for e in reversed(pool.scaling_events)
         ],
     }

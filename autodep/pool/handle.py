@@ -55,6 +55,7 @@ class WorkerHandle:
         self.served = 0
         self.startup_s: float | None = None
         self.idle_since = time.monotonic()
+        self.busy_since = self.idle_since
         self.exitcode: int | None = None
         self.crashed = False  # exited without being asked to stop
         self._launcher = launcher
@@ -118,6 +119,7 @@ class WorkerHandle:
             )
         )
         self.state = WorkerState.BUSY
+        self.busy_since = time.monotonic()
         return self._collect(self._result, len(batch))
 
     async def _collect(self, result: asyncio.Future[messages.Message], size: int) -> BatchResult:

@@ -15,10 +15,11 @@ Data flow:
                           ▼
             each request's future gets its own slice of the outputs
 
-    Workers are started when queued work finds none idle (up to max_workers),
-    stopped when idle for idle_timeout (down to min_workers), and replaced
-    when they die. A batch whose worker died goes back to the head of the
-    queue once; its requests fail if it kills a second worker.
+    The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
+    starts or stops workers to match it, stopping only idle ones. A request for
+    a model with no worker starts one at once (cold start). Dead workers are
+    replaced. A batch whose worker died goes back to the head of the queue
+    once; its requests fail if it kills a second worker.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from autodep.autoscale.policy import Observation
 from autodep.config import PoolSettings
 from autodep.errors import (
     PayloadTooLarge,
@@ -44,21 +46,25 @@ from autodep.errors import (
     WorkerStartError,
 )
 from autodep.metrics import Metrics
+from autodep.pool.batching import batch_to_take, threads_for_batch
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
 from autodep.pool.launcher import Launcher
-from autodep.pool.scaling import (
-    batch_to_take,
-    threads_for_batch,
-    workers_to_start,
-    workers_to_stop,
-)
 from autodep.pool.shm import BufferOverflow
 from autodep.worker.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
 
+SCALING_HISTORY = 20  # scaling decisions kept for /status
 MAX_ATTEMPTS = 2  # a request that takes down two workers is failed, not retried forever
 RESTART_BACKOFF = (0.5, 30.0)  # seconds: first and longest wait before restarting a failing model
+
+
+@dataclass(frozen=True)
+class ScalingEvent:
+    at: float  # wall-clock time
+    before: int
+    after: int
+    reason: str
 
 
 @dataclass(eq=False)
@@ -89,12 +95,20 @@ class ModelPool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._drained = asyncio.Event()
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._batch_timer: asyncio.TimerHandle | None = None
         self._restart_timer: asyncio.TimerHandle | None = None
         self._backoff = RESTART_BACKOFF[0]
         self.last_start_error: WorkerStartError | None = None
         self.restarts = 0
+        self.desired = settings.min_workers
+        self.scaling_events: deque[ScalingEvent] = deque(maxlen=SCALING_HISTORY)
+        self.scale_ups = self.scale_downs = 0
+        self.service_s: float | None = None  # moving average of compute time per request
+        # Traffic since the last observation, for the autoscaler.
+        self._arrivals = 0
+        self._busy_s = 0.0
+        self._in_flight = 0
+        self._observed_at = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -114,12 +128,15 @@ class ModelPool:
         """Queue one request's input tensors and wait for its output tensors."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; retry on another instance")
+        if self.last_start_error is not None and not self.live:
+            raise Unavailable(f"{self.last_start_error.message}; retrying soon", retry_after=5)
         if len(self._queue) >= self.settings.max_queue:
             raise QueueFull(
                 f"model {self.name!r} has {len(self._queue)} requests waiting "
                 f"(max_queue={self.settings.max_queue}); retry later"
             )
         pending = Pending(inputs, self._loop.create_future())
+        self._arrivals += 1
         self._queue.append(pending)
         self._drained.clear()
         self._dispatch()
@@ -166,7 +183,7 @@ class ModelPool:
     async def close(self) -> None:
         """Stop every worker (after `drain`, or at once)."""
         self._closing = True
-        for timer in (self._idle_timer, self._restart_timer, self._batch_timer):
+        for timer in (self._restart_timer, self._batch_timer):
             if timer is not None:
                 timer.cancel()
         self._fail_queued(ShuttingDown("the server shut down before this request ran"))
@@ -191,7 +208,7 @@ class ModelPool:
                     self._batch_timer = self._loop.call_later(wait, self._on_batch_timer)
                 break
             self._run(worker, [self._queue.popleft() for _ in range(count)])
-        self._scale_up()
+        self._cold_start()
         self._check_drained()
 
     def _on_batch_timer(self) -> None:
@@ -226,10 +243,15 @@ class ModelPool:
                 _fail(pending.future, PayloadTooLarge(str(exc)))
             return
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
-        self._track(self._collect(worker, batch, running))
+        self._in_flight += len(batch)
+        self._track(self._collect(worker, batch, running, now))
 
     async def _collect(
-        self, worker: WorkerHandle, batch: list[Pending], running: Awaitable[BatchResult]
+        self,
+        worker: WorkerHandle,
+        batch: list[Pending],
+        running: Awaitable[BatchResult],
+        started: float,
     ) -> None:
         try:
             result = await running
@@ -241,11 +263,17 @@ class ModelPool:
                     _fail(pending.future, exc)
         else:
             self._metrics.compute.labels(self.name).observe(result.compute_s)
+            per_request = result.compute_s / len(batch)
+            self.service_s = (
+                per_request if self.service_s is None else 0.8 * self.service_s + 0.2 * per_request
+            )
             for pending, outputs in zip(batch, result.outputs, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(outputs)
         finally:
-            self._schedule_idle_check()
+            self._in_flight -= len(batch)
+            self._busy_s += time.monotonic() - max(started, self._observed_at)
+            self._reconcile()
             self._dispatch()
 
     def _retry(self, batch: list[Pending], error: WorkerError) -> None:
@@ -268,19 +296,74 @@ class ModelPool:
 
     # -- scaling -------------------------------------------------------------
 
-    def _scale_up(self) -> None:
+    def set_desired(self, count: int, reason: str) -> None:
+        """The autoscaler's decision: start or stop workers to match it."""
+        count = max(self.settings.min_workers, min(self.settings.max_workers, count))
+        if count != self.desired:
+            self.scaling_events.append(ScalingEvent(time.time(), self.desired, count, reason))
+            if count > self.desired:
+                self.scale_ups += 1
+            else:
+                self.scale_downs += 1
+        self.desired = count
+        self._reconcile()
+
+    def observe(self) -> Observation:
+        """This pool's traffic since the last observation (called once a tick)."""
+        now = time.monotonic()
+        busy_s = self._busy_s + sum(
+            now - max(w.busy_since, self._observed_at)
+            for w in self._workers
+            if w.state is WorkerState.BUSY
+        )
+        observation = Observation(
+            t=now,
+            arrivals=self._arrivals,
+            busy_s=busy_s,
+            in_flight=self._in_flight,
+            queued=len(self._queue),
+        )
+        self._arrivals, self._busy_s, self._observed_at = 0, 0.0, now
+        return observation
+
+    @property
+    def live(self) -> int:
+        """Workers starting or serving (not those on their way out)."""
+        return self.count(WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
+
+    def _reconcile(self) -> None:
+        """Start or stop workers until the live ones match `desired`."""
         if self._closing:
             return
-        wanted = workers_to_start(
-            queued=len(self._queue),
-            idle=self.count(WorkerState.IDLE),
-            starting=self.count(WorkerState.STARTING),
-            running=self.count(WorkerState.IDLE, WorkerState.BUSY),
-            max_workers=self.settings.max_workers,
-            max_batch_size=self.settings.max_batch_size,
-        )
-        for _ in range(wanted):
+        surplus = self.live - self.desired
+        if surplus < 0:
+            self._start_workers(-surplus)
+        elif surplus > 0:
+            idle = [w for w in self._workers if w.state is WorkerState.IDLE]
+            for worker in sorted(idle, key=lambda w: w.idle_since)[:surplus]:
+                log.info("model %r: stopping worker %s (scaling down)", self.name, worker.pid)
+                self._track(worker.stop())
+
+    def _cold_start(self) -> None:
+        """Work for a model with no worker: start one now, not at the next tick."""
+        if self._queue and not self.live and not self._closing:
+            self.set_desired(max(self.desired, 1), "cold start: a request arrived")
+
+    def _start_workers(self, count: int) -> None:
+        if self._restart_timer is not None:
+            return
+        if self.last_start_error is not None:
+            # The model failed to start: retry later, waiting longer each time.
+            delay, self._backoff = self._backoff, min(self._backoff * 2, RESTART_BACKOFF[1])
+            self._restart_timer = self._loop.call_later(delay, self._after_backoff)
+            return
+        for _ in range(count):
             self._track(self._spawn())
+
+    def _after_backoff(self) -> None:
+        self._restart_timer = None
+        self.last_start_error = None
+        self._reconcile()
 
     async def _spawn(self) -> None:
         worker = WorkerHandle(self.spec, self._launcher, self._on_worker_exit)
@@ -299,13 +382,12 @@ class ModelPool:
         log.info(
             "model %r: worker %s ready in %.2f s", self.name, worker.pid, worker.startup_s or 0
         )
-        self._schedule_idle_check()
         self._dispatch()
 
     def _start_failed(self, error: WorkerStartError) -> None:
         log.error("%s", error)
         self.last_start_error = error
-        if not self._live():
+        if not self.live:
             # Nothing else could serve the waiting requests: tell them why now.
             self._fail_queued(Unavailable(f"{error.message}; fix the model and retry"))
 
@@ -319,54 +401,8 @@ class ModelPool:
             log.warning(
                 "model %r: worker %s died (exit code %s)", self.name, worker.pid, worker.exitcode
             )
-        self._keep_minimum()
+        self._reconcile()
         self._dispatch()
-
-    def _keep_minimum(self) -> None:
-        missing = self.settings.min_workers - self._live()
-        if missing <= 0 or self._restart_timer is not None:
-            return
-        if self.last_start_error is None:
-            for _ in range(missing):
-                self._track(self._spawn())
-            return
-        # The model failed to start: retry later, waiting longer each time.
-        delay, self._backoff = self._backoff, min(self._backoff * 2, RESTART_BACKOFF[1])
-        self._restart_timer = self._loop.call_later(delay, self._restart_after_backoff)
-
-    def _restart_after_backoff(self) -> None:
-        self._restart_timer = None
-        self.last_start_error = None
-        self._keep_minimum()
-
-    def _live(self) -> int:
-        return self.count(WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
-
-    def _schedule_idle_check(self) -> None:
-        if self._idle_timer is not None or self._closing:
-            return
-        idle = [w.idle_since for w in self._workers if w.state is WorkerState.IDLE]
-        if self._live() <= self.settings.min_workers or not idle:
-            return
-        when = min(idle) + self.settings.idle_timeout
-        self._idle_timer = self._loop.call_at(when, self._stop_idle)
-
-    def _stop_idle(self) -> None:
-        self._idle_timer = None
-        idle = sorted(
-            (w for w in self._workers if w.state is WorkerState.IDLE), key=lambda w: w.idle_since
-        )
-        surplus = workers_to_stop(
-            [w.idle_since for w in idle],
-            now=time.monotonic(),
-            total=self._live(),
-            min_workers=self.settings.min_workers,
-            idle_timeout=self.settings.idle_timeout,
-        )
-        for worker in idle[:surplus]:
-            log.info("model %r: stopping worker %s, idle", self.name, worker.pid)
-            self._track(worker.stop())
-        self._schedule_idle_check()
 
     def _track(self, coro: Any) -> None:
         task = self._loop.create_task(coro)

@@ -1,0 +1,1 @@
+"""Autoscaling: a pure policy over a window of past traffic, and the manager that applies it."""
