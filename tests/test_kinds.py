@@ -170,3 +170,20 @@ async def test_wrong_input_for_the_kind_is_a_clear_error(
     got, answer, _ = await server.predict(body, path, content_type=content_type)
     assert got == status
     assert words in answer["error"]
+
+
+async def test_a_torch_export_program_is_served_like_torchscript(serve, tmp_path):
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(
+        test_models.ColorNet(), (torch.zeros(2, 3, 224, 224),), dynamic_shapes={"x": {0: batch}}
+    )
+    path = tmp_path / "exported.pt2"
+    torch.export.save(program, str(path))
+    (tmp_path / "exported.labels.txt").write_text("red\ngreen\nblue\n")
+    server = await serve(path)
+    image = Image.new("RGB", (30, 30), (20, 230, 20))
+    status, body, _ = await server.predict(png(image), content_type="image/png")
+    assert status == 200, body
+    assert body["predictions"][0]["label"] == "green"
