@@ -26,6 +26,7 @@ from autodep.pool.launcher import Launcher, WorkerProcess
 from autodep.pool.shm import SharedBuffer, TensorSpec
 from autodep.worker.spec import WorkerSpec
 
+INLINE_COPY_BYTES = 1 << 20  # larger batches are copied into shared memory off the loop
 STOP_TIMEOUT = 5.0  # seconds a worker gets to leave after "stop" before it is killed
 
 
@@ -99,31 +100,41 @@ class WorkerHandle:
     def run(
         self, batch: Sequence[Sequence[np.ndarray]], threads: int = 0
     ) -> Coroutine[Any, Any, BatchResult]:
-        """Send one batch (a group of arrays per request) now; await the result for its outputs.
+        """Claim the worker for one batch (a group of arrays per request) now.
 
-        Sending is synchronous so that the worker is busy before the caller
-        looks for the next idle one.
+        The worker is busy from this call on, before the caller looks for the
+        next idle one; the returned coroutine sends the batch and returns its
+        outputs.
         """
         assert self.state is WorkerState.IDLE and self._transport is not None
-        specs = self._inputs.write(batch)
-        self._next_id += 1
-        self._result = self._loop.create_future()
-        self._transport.write(
-            messages.pack(
-                {
-                    "op": "run",
-                    "id": self._next_id,
-                    "inputs": [[s.to_wire() for s in group] for group in specs],
-                    "threads": threads,
-                }
-            )
-        )
         self.state = WorkerState.BUSY
         self.busy_since = time.monotonic()
-        return self._collect(self._result, len(batch))
+        self._result = self._loop.create_future()
+        return self._exchange(batch, threads, self._result)
 
-    async def _collect(self, result: asyncio.Future[messages.Message], size: int) -> BatchResult:
+    async def _exchange(
+        self,
+        batch: Sequence[Sequence[np.ndarray]],
+        threads: int,
+        result: asyncio.Future[messages.Message],
+    ) -> BatchResult:
         try:
+            if sum(a.nbytes for group in batch for a in group) > INLINE_COPY_BYTES:
+                specs = await self._loop.run_in_executor(None, self._inputs.write, batch)
+            else:
+                specs = self._inputs.write(batch)
+            assert self._transport is not None
+            self._next_id += 1
+            self._transport.write(
+                messages.pack(
+                    {
+                        "op": "run",
+                        "id": self._next_id,
+                        "inputs": [[s.to_wire() for s in group] for group in specs],
+                        "threads": threads,
+                    }
+                )
+            )
             reply = await result
             outputs = [
                 [self._outputs.read(TensorSpec.from_wire(s)) for s in group]
@@ -134,7 +145,7 @@ class WorkerHandle:
             if self.state is WorkerState.BUSY:
                 self.state = WorkerState.IDLE
                 self.idle_since = time.monotonic()
-        self.served += size
+        self.served += len(batch)
         return BatchResult(outputs, reply["compute_s"])
 
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:

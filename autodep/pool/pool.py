@@ -236,12 +236,7 @@ class ModelPool:
             configured=self.settings.threads,
         )
         now = time.monotonic()
-        try:
-            running = worker.run([p.inputs for p in batch], threads)
-        except BufferOverflow as exc:
-            for pending in batch:
-                _fail(pending.future, PayloadTooLarge(str(exc)))
-            return
+        running = worker.run([p.inputs for p in batch], threads)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
         self._track(self._collect(worker, batch, running, now))
@@ -255,6 +250,9 @@ class ModelPool:
     ) -> None:
         try:
             result = await running
+        except BufferOverflow as exc:
+            for pending in batch:
+                _fail(pending.future, PayloadTooLarge(str(exc)))
         except WorkerError as exc:
             if worker.state is WorkerState.EXITED:
                 self._retry(batch, exc)
