@@ -23,13 +23,21 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 T = TypeVar("T")
 
@@ -70,17 +78,17 @@ def _words(text: str) -> tuple[str, ...]:
 POSITIVE_ADJECTIVES = _words(
     "good great wonderful excellent amazing fantastic delicious lovely brilliant superb pleasant"
     " enjoyable impressive outstanding nice perfect charming delightful fun beautiful clean"
-    " friendly fresh awesome solid"
+    " friendly fresh awesome solid helpful tasty comfortable cozy fast"
 )
 NEGATIVE_ADJECTIVES = _words(
     "bad terrible awful horrible disappointing boring dull bland mediocre poor dreadful"
     " unpleasant annoying disgusting weak lousy painful rude slow dirty cold stale noisy"
-    " overpriced useless"
+    " overpriced useless predictable confusing broken expensive greasy"
 )
 SINGULAR_NOUNS = _words(
     "soup film movie book pizza service hotel room concert game phone laptop coffee meal show"
     " album trip restaurant app car story ending song product food class lecture camera beer"
-    " salad"
+    " salad place plot order experience price music acting battery view delivery"
 )
 PLURAL_NOUNS = _words("fries staff headphones shoes waiters seats noodles reviews")
 NOUNS = SINGULAR_NOUNS + PLURAL_NOUNS
@@ -91,6 +99,7 @@ SUBJECTS = (
     *("I", "I", "we", "she", "he", "they", "everyone"),
     *("my wife", "my husband", "my friends", "my kids", "my parents", "the whole family"),
 )
+PRESENT_SUBJECTS = ("I", "I", "we", "they")  # the ones that take the base form
 # "past:base" verb forms
 POSITIVE_VERBS = _words("loved:love enjoyed:enjoy liked:like adored:adore appreciated:appreciate")
 NEGATIVE_VERBS = _words(
@@ -103,6 +112,7 @@ INTENSIFIERS = (
 EXCLAMATION_INTENSIFIERS = ("", "", "truly ", "really ", "absolutely ", "very ")
 ADJECTIVE_NEGATIONS = ("not ", "not very ", "not really ", "never ", "hardly ", "not at all ")
 VERB_NEGATIONS = ("did not", "didn't", "really didn't", "never", "did not really", "can't say")
+PRESENT_NEGATIONS = ("don't", "do not", "really don't")
 VERB_TAILS = ("", "", " a lot", " so much", " very much", " at all")
 OPENERS = (
     *("I think", "I feel", "honestly,", "to be honest,", "in my opinion,", "overall,"),
@@ -140,10 +150,23 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+def _adjectives(rng: np.random.Generator, polarity: int) -> str:
+    """One adjective, or sometimes two that agree: 'friendly and helpful'."""
+    if rng.random() < 0.15:
+        return f"{_adjective(rng, polarity)} and {_adjective(rng, polarity)}"
+    return _adjective(rng, polarity)
+
+
+def _subject(rng: np.random.Generator) -> tuple[str, bool]:
+    if rng.random() < 0.15:
+        return _pick(rng, ("it", "this", "everything")), False
+    return _noun_phrase(rng)
+
+
 def _clause_adjective(rng: np.random.Generator) -> tuple[str, int]:
     """'the soup was absolutely wonderful' / 'the fries were not very fresh'."""
     polarity = _polarity(rng)
-    subject, plural = _noun_phrase(rng)
+    subject, plural = _subject(rng)
     copula = _copula(rng, plural)
     if rng.random() < 0.35:
         negation = _pick(rng, ADJECTIVE_NEGATIONS)
@@ -152,16 +175,21 @@ def _clause_adjective(rng: np.random.Generator) -> tuple[str, int]:
         if negation == "not at all ":  # "not good at all" reads better than "not at all good"
             return f"{subject} {copula} not {_adjective(rng, polarity)} at all", -polarity
         return f"{subject} {copula} {negation}{_adjective(rng, polarity)}", -polarity
-    return f"{subject} {copula} {_pick(rng, INTENSIFIERS)}{_adjective(rng, polarity)}", polarity
+    return f"{subject} {copula} {_pick(rng, INTENSIFIERS)}{_adjectives(rng, polarity)}", polarity
 
 
 def _clause_verb(rng: np.random.Generator) -> tuple[str, int]:
-    """'I loved the movie so much' / 'we did not enjoy the film at all'."""
+    """'I loved the movie so much' / 'we did not enjoy the film at all' / 'I love it'."""
     polarity = _polarity(rng)
     past, base = _pick(rng, POSITIVE_VERBS if polarity > 0 else NEGATIVE_VERBS).split(":")
     subject = _pick(rng, SUBJECTS)
-    obj, _ = _noun_phrase(rng)
+    obj = "it" if rng.random() < 0.15 else _noun_phrase(rng)[0]
     tail = _pick(rng, VERB_TAILS)
+    if rng.random() < 0.25:  # present tense
+        subject = _pick(rng, PRESENT_SUBJECTS)
+        if rng.random() < 0.4:
+            return f"{subject} {_pick(rng, PRESENT_NEGATIONS)} {base} {obj}{tail}", -polarity
+        return f"{subject} {base} {obj}{tail.replace(' at all', '')}", polarity
     if rng.random() < 0.4:
         negation = _pick(rng, VERB_NEGATIONS)
         if negation == "can't say":
@@ -177,9 +205,8 @@ def _sentence_exclamation(rng: np.random.Generator) -> tuple[str, int]:
     polarity = _polarity(rng)
     noun = _pick(rng, NOUNS)
     words = f"{_pick(rng, EXCLAMATION_INTENSIFIERS)}{_adjective(rng, polarity)} {noun}"
-    return (
-        f"what {words}" if noun in PLURAL_NOUNS else f"what {_article(words)} {words}"
-    ), polarity
+    article = "" if noun in PLURAL_NOUNS else f"{_article(words)} "
+    return f"what {article}{words}", polarity
 
 
 def _sentence_recommend(rng: np.random.Generator) -> tuple[str, int]:
@@ -225,12 +252,24 @@ def _sentence_simple(rng: np.random.Generator) -> tuple[str, int]:
     return _clause_adjective(rng) if rng.random() < 0.55 else _clause_verb(rng)
 
 
-def _sentence_short(rng: np.random.Generator) -> tuple[str, int]:
-    """'not bad at all' / 'really terrible'."""
+def _sentence_fragment(rng: np.random.Generator) -> tuple[str, int]:
+    """What people type in a hurry: 'not bad at all', 'terrible service', 'best pizza ever'."""
     polarity = _polarity(rng)
-    if rng.random() < 0.3:
+    kind = rng.integers(5)
+    if kind == 0:
         return f"not {_adjective(rng, polarity)}{_pick(rng, ('', ' at all'))}", -polarity
-    return f"{_pick(rng, INTENSIFIERS)}{_adjective(rng, polarity)}", polarity
+    if kind == 1:
+        return f"{_pick(rng, INTENSIFIERS)}{_adjectives(rng, polarity)}", polarity
+    if kind == 2:
+        first, second = (f"{_adjective(rng, polarity)} {_pick(rng, NOUNS)}" for _ in range(2))
+        return (first if rng.random() < 0.6 else f"{first}, {second}"), polarity
+    if kind == 3:
+        superlative = "best" if polarity > 0 else "worst"
+        place = _pick(rng, ("ever", "in town", "of the year", "I have had"))
+        return f"{superlative} {_pick(rng, SINGULAR_NOUNS)} {place}", polarity
+    if polarity > 0:
+        return _pick(rng, ("highly recommend", "highly recommended", "would recommend")), 1
+    return _pick(rng, ("would not recommend", "not recommended", "do not recommend")), -1
 
 
 # (weight, template)
@@ -241,7 +280,7 @@ TEMPLATES: tuple[tuple[float, Callable[[np.random.Generator], tuple[str, int]]],
     (0.10, _sentence_exclamation),
     (0.08, _sentence_recommend),
     (0.09, _sentence_superlative),
-    (0.08, _sentence_short),
+    (0.10, _sentence_fragment),
 )
 _TEMPLATE_WEIGHTS = np.array([weight for weight, _ in TEMPLATES]) / sum(w for w, _ in TEMPLATES)
 
@@ -265,6 +304,7 @@ def sentence_sample(rng: np.random.Generator) -> tuple[str, int]:
 
 
 def sentences(seed: int, n: int) -> tuple[list[str], list[int]]:
+    """``n`` texts and their labels from a generator seeded with ``seed``."""
     rng = np.random.default_rng(seed)
     texts, labels = zip(*(sentence_sample(rng) for _ in range(n)), strict=True)
     return list(texts), list(labels)
@@ -275,14 +315,16 @@ def sentences(seed: int, n: int) -> tuple[list[str], list[int]]:
 # --------------------------------------------------------------------------------------------
 
 
-def train_tokenizer(
-    texts: Iterator[str] | Sequence[str], vocab_size: int, max_length: int
-) -> Tokenizer:
+def train_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int) -> Tokenizer:
     """Byte-level BPE with RoBERTa's special tokens and ``<s> ... </s>`` post-processing.
 
-    Truncation is enabled so an over-long text keeps its ``</s>``; padding is left to the server.
+    It lowercases (like ``ByteLevelBPETokenizer(lowercase=True)``): byte-level pieces of "BORING"
+    share nothing with "boring", and a model this small doesn't learn the link from the few
+    shouted sentences it sees.  Truncation is enabled so an over-long text keeps its ``</s>``;
+    padding is left to the server.
     """
     tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -338,15 +380,32 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)[0]
 
 
-def make_model(vocab_size: int, max_length: int, quick: bool) -> torch.nn.Module:
+class Recipe(NamedTuple):
+    """How much data and training one kind of build gets."""
+
+    sentences: int
+    epochs: int
+
+
+# Quick is the same model on less data: over 8 training seeds it scored 0.91-0.99 held-out (0.94
+# and up with 5000 sentences, at 25% more time). A hidden-64 model was faster but less reliable:
+# 0.86-0.99.
+QUICK = Recipe(sentences=4000, epochs=3)
+FULL = Recipe(sentences=24000, epochs=3)
+LEARNING_RATE = 1e-3
+VOCAB_SIZE = 1000  # an upper bound: the lowercased sentences need fewer than 1000 tokens
+
+
+def make_model(vocab_size: int, max_length: int) -> torch.nn.Module:
+    # Imported here: the rest of this module (and the server) needs no transformers.
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
     config = RobertaConfig(
         vocab_size=vocab_size,
-        hidden_size=64 if quick else 128,
+        hidden_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
-        intermediate_size=128 if quick else 256,
+        intermediate_size=256,
         max_position_embeddings=max_length + 2,  # RoBERTa positions start after the pad id
         type_vocab_size=1,
         pad_token_id=PAD_ID,
@@ -355,8 +414,6 @@ def make_model(vocab_size: int, max_length: int, quick: bool) -> torch.nn.Module
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
         attn_implementation="eager",  # plain matmul + additive mask: the simplest graph to trace
     )
     return RobertaForSequenceClassification(config)
@@ -368,12 +425,11 @@ def train(
     texts: list[str],
     labels: list[int],
     epochs: int,
+    lr: float,
     batch_size: int = 32,
-    lr: float = 1e-3,
     seed: int = TRAIN_SEED,
 ) -> None:
     """AdamW with linear warm-up and cosine decay; batches are padded to their longest text."""
-    torch.manual_seed(seed)
     order_rng = np.random.default_rng(seed)
     targets = torch.tensor(labels, dtype=torch.int64)
     steps_per_epoch = math.ceil(len(texts) / batch_size)
@@ -476,7 +532,9 @@ def trace(model: torch.nn.Module, tokenizer: Tokenizer, max_length: int) -> torc
 _LOAD_CHECK = textwrap.dedent(
     """
     import sys
+    import warnings
     sys.modules["transformers"] = None  # any import of transformers now raises ImportError
+    warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", FutureWarning)
     import torch
     model = torch.jit.load(sys.argv[1])
     ids = torch.full((8, {max_length}), {pad}, dtype=torch.int64)
@@ -505,7 +563,8 @@ def check_standalone_load(model_path: Path, max_length: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def config_entry(max_length: int = MAX_LENGTH) -> dict:
+def config_entry() -> dict:
+    """The server's model-repository entry for this model; paths are relative to the build dir."""
     return {
         "name": NAME,
         "path": f"{NAME}.pt",
@@ -513,7 +572,7 @@ def config_entry(max_length: int = MAX_LENGTH) -> dict:
         "output": "classification",
         "labels": f"{NAME}.labels.txt",
         "tokenizer": f"{NAME}.tokenizer.json",
-        "max_length": max_length,
+        "max_length": MAX_LENGTH,
     }
 
 
@@ -524,40 +583,44 @@ def build(out: Path, quick: bool = False, force: bool = False) -> dict:
     """
     out = Path(out)
     entry = config_entry()
-    max_length = entry["max_length"]
-    model_path, tokenizer_path, labels_path = (
-        out / entry[key] for key in ("path", "tokenizer", "labels")
-    )
-    if not force and all(path.exists() for path in (model_path, tokenizer_path, labels_path)):
+    paths = [out / entry[key] for key in ("path", "tokenizer", "labels")]
+    if not force and all(path.exists() for path in paths):
         print(f"[{NAME}] cached in {out}")
         return entry
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    with single_threaded_torch():
+        _build(*paths, max_length=entry["max_length"], recipe=QUICK if quick else FULL)
+    print(f"[{NAME}] built in {time.perf_counter() - started:.1f}s")
+    return entry
 
-    n_train, epochs, vocab_size = (6000, 3, 1000) if quick else (24000, 4, 2000)
-    texts, labels = sentences(TRAIN_SEED, n_train)
-    print(f"[{NAME}] generated {n_train} sentences, e.g. {texts[0]!r} -> {LABELS[labels[0]]}")
 
-    tokenizer = train_tokenizer(texts, vocab_size, max_length)
+def _build(
+    model_path: Path, tokenizer_path: Path, labels_path: Path, max_length: int, recipe: Recipe
+) -> None:
+    texts, labels = sentences(TRAIN_SEED, recipe.sentences)
+    example = f"{texts[0]!r} -> {LABELS[labels[0]]}"
+    print(f"[{NAME}] generated {recipe.sentences} sentences, e.g. {example}")
+
+    tokenizer = train_tokenizer(texts, VOCAB_SIZE, max_length)
     tokenizer.save(str(tokenizer_path))
     print(f"[{NAME}] tokenizer: {tokenizer.get_vocab_size()} tokens -> {tokenizer_path}")
 
-    model = make_model(tokenizer.get_vocab_size(), max_length, quick)
+    torch.manual_seed(TRAIN_SEED)  # initial weights and dropout
+    model = make_model(tokenizer.get_vocab_size(), max_length)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[{NAME}] training {n_params / 1e6:.2f}M parameters for {epochs} epochs")
-    train(model, tokenizer, texts, labels, epochs)
+    print(f"[{NAME}] training {n_params / 1e6:.2f}M parameters for {recipe.epochs} epochs")
+    train(model, tokenizer, texts, labels, recipe.epochs, LEARNING_RATE)
 
     traced = trace(model, tokenizer, max_length)
-    partial = model_path.with_name(model_path.name + ".partial")
+    partial = model_path.with_suffix(".partial.pt")
     with _quiet_jit():
         traced.save(str(partial))
     check_standalone_load(partial, max_length)
     labels_path.write_text("".join(f"{label}\n" for label in LABELS))
-    os.replace(
-        partial, model_path
-    )  # last, so an interrupted build is never mistaken for a cached one
-    print(f"[{NAME}] traced and verified -> {model_path} ({time.perf_counter() - started:.1f}s)")
-    return entry
+    # The model file comes last, so an interrupted build is never mistaken for a cached one.
+    os.replace(partial, model_path)
+    print(f"[{NAME}] traced, checked against eager and standalone-loaded -> {model_path}")
 
 
 def predict(
@@ -568,7 +631,7 @@ def predict(
         model = torch.jit.load(str(model_path))
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     predictions: list[int] = []
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded_torch():
         for start in range(0, len(texts), 64):
             logits = model(*encode_batch(tokenizer, texts[start : start + 64], max_length))
             predictions.extend(logits.argmax(-1).tolist())
