@@ -23,8 +23,9 @@ def test_under_load_a_partial_batch_waits_for_the_rest_of_the_delay():
     assert take(queued=0) == (0, 0.0)
 
 
-def test_threads_share_the_cores_among_busy_workers():
-    assert threads_for_batch(cores=2, busy=1, configured=None) == 2
-    assert threads_for_batch(cores=2, busy=2, configured=None) == 1
-    assert threads_for_batch(cores=2, busy=5, configured=None) == 1
-    assert threads_for_batch(cores=2, busy=1, configured=1) == 1
+def test_a_lone_request_gets_every_core_and_a_loaded_pool_shares_them():
+    assert threads_for_batch(cores=2, lone=True, workers=2, configured=None) == 2
+    assert threads_for_batch(cores=2, lone=False, workers=2, configured=None) == 1
+    assert threads_for_batch(cores=4, lone=False, workers=2, configured=None) == 2
+    assert threads_for_batch(cores=2, lone=False, workers=5, configured=None) == 1
+    assert threads_for_batch(cores=2, lone=True, workers=1, configured=1) == 1

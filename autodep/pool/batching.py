@@ -24,13 +24,17 @@ def batch_to_take(
     return 0, max_queue_delay - oldest_wait
 
 
-def threads_for_batch(*, cores: int, busy: int, configured: int | None) -> int:
-    """Torch threads for the next batch: the cores shared among the busy workers.
+def threads_for_batch(*, cores: int, lone: bool, workers: int, configured: int | None) -> int:
+    """Torch threads for the next batch.
 
-    A lone request gets every core in its worker; under load each busy worker
-    gets its share, so the workers together never oversubscribe the machine.
-    An explicit --threads-per-worker always wins.
+    A lone request (no other worker busy, nothing left in the queue) gets every
+    core in its worker. Under load each worker gets its share of the cores, so
+    the workers together never run more threads than there are cores: GNU
+    OpenMP threads that wait at a barrier for a descheduled sibling cost far
+    more than the parallelism gains. An explicit --threads-per-worker wins.
     """
     if configured is not None:
         return configured
-    return max(1, cores // max(1, busy))
+    if lone:
+        return cores
+    return max(1, cores // max(1, workers))

@@ -232,7 +232,8 @@ class ModelPool:
             return
         threads = threads_for_batch(
             cores=self.settings.cores,
-            busy=self.count(WorkerState.BUSY) + 1,
+            lone=not self.count(WorkerState.BUSY) and not self._queue,
+            workers=self.live,
             configured=self.settings.threads,
         )
         now = time.monotonic()
