@@ -27,6 +27,7 @@ from autodep.pool.shm import SharedBuffer, TensorSpec
 from autodep.worker.spec import WorkerSpec
 
 INLINE_COPY_BYTES = 1 << 20  # larger batches are copied into shared memory off the loop
+REAP_TIMEOUT = 1.0  # seconds to collect an exit status once the sentinel has fired
 STOP_TIMEOUT = 5.0  # seconds a worker gets to leave after "stop" before it is killed
 
 
@@ -207,7 +208,10 @@ class WorkerHandle:
     def _on_sentinel(self) -> None:
         assert self._process is not None
         self._loop.remove_reader(self._process.sentinel)
-        self._process.join(0)  # reap it
+        # Reap it. The forkserver's sentinel carries the exit status, so this
+        # returns at once; a spawned child's pipe closes a moment before the
+        # child can be waited for, hence the short bound rather than zero.
+        self._process.join(REAP_TIMEOUT)
         self.exitcode = self._process.exitcode
         self._maybe_finished()
 

@@ -6,6 +6,11 @@ from a server process that imported torch and torchvision once, so a worker
 starts in a fraction of a second instead of paying the seconds of
 `import torch`. The forkserver never runs a torch op, which keeps it safe from
 the GNU OpenMP fork hazard. "spawn" exists for comparison (bench/).
+
+Workers get OMP_WAIT_POLICY=PASSIVE unless the environment sets it: GNU
+OpenMP threads otherwise spin at every barrier, and on a machine where
+anything else runs, a spinning thread keeps its descheduled sibling off the
+core; a resnet18 call then takes a second instead of 30 ms (bench.latency).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from multiprocessing import context, popen_forkserver, reduction, spawn, util
 from typing import Any, Literal, Protocol
 
 from autodep.pool.shm import SharedBuffer
-from autodep.worker import entry
+from autodep.worker import entry, noop
 from autodep.worker.spec import WorkerSpec
 
 PRELOAD = ["torch", "torchvision", "autodep.worker.main"]
@@ -98,8 +103,17 @@ class ProcessLauncher:
         self.method = method
 
     def prepare(self) -> None:
+        """Boot the forkserver and wait until it has imported torch.
+
+        `ensure_running` only starts the process; the imports take seconds
+        more. Starting one no-op child waits for them, so that the first real
+        worker's start time is its own.
+        """
         if self.method == "forkserver":
-            multiprocessing.forkserver.ensure_running()
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            child = _ForkserverProcess(target=noop, name="autodep-forkserver-probe")
+            child.start()
+            child.join()
 
     def start(
         self, spec: WorkerSpec, sock: socket.socket, inputs: SharedBuffer, outputs: SharedBuffer

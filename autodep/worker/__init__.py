@@ -15,3 +15,7 @@ def entry(*args: Any) -> None:
     from autodep.worker.main import run_worker
 
     run_worker(*args)
+
+
+def noop() -> None:
+    """Process target that does nothing: starting it waits for the forkserver's boot."""
