@@ -1,0 +1,148 @@
+"""What the benchmarks share: inputs (a resnet18 TorchScript file, a JPEG),
+statistics, the printed table and the command line (`--quick` or a full run).
+
+Every benchmark compares autodep's way against a baseline measured in the same
+run, because the machine is shared (2 cores, other jobs): absolute times move
+from run to run, ratios much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SIZE = 224  # the side of the JPEG and of resnet18's input
+
+
+# -- inputs ------------------------------------------------------------------
+
+
+def make_resnet18(directory: Path) -> Path:
+    """torchvision's resnet18 with untrained weights, scripted to `directory/resnet18.pt`."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None).eval()
+    path = directory / "resnet18.pt"
+    with warnings.catch_warnings():  # "torch.jit.script is deprecated": TorchScript is the input
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(model).save(str(path))
+    return path
+
+
+def make_jpeg(size: int = IMAGE_SIZE, seed: int = 0) -> bytes:
+    """A size x size RGB JPEG: colour gradients plus noise, so it compresses like a photo."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) * (255 / size)
+    pixels = np.stack([x, y, (x + y) / 2], axis=-1) + rng.normal(0, 20, (size, size, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+# -- statistics --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Median and 90th percentile of timed samples, in seconds."""
+
+    n: int
+    median: float
+    p90: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Summary:
+        values = np.asarray(samples, dtype=np.float64)
+        return cls(len(values), float(np.median(values)), float(np.percentile(values, 90)))
+
+
+def median(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=np.float64)))
+
+
+# -- output ------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f}"
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}x"
+
+
+def print_header(title: str, mode: str) -> None:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"== {title} ({mode}) ==")
+    print(f"cpu: {_cpu_model()}, {len(os.sched_getaffinity(0))} cores, load average {load}")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, ["-" * w for w in widths], *rows]:
+        cells = [
+            str(cell).ljust(w) if i == 0 else str(cell).rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown cpu"
+
+
+# -- command line ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """A numeric option with a full-run default and a `--quick` default."""
+
+    name: str
+    full: int
+    quick: int
+    help: str
+
+
+def parse_args(
+    description: str, params: Sequence[Param], argv: Sequence[str] | None = None
+) -> argparse.Namespace:
+    """Options left unset take the `--quick` or the full-run default; `mode` names which."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
+    for param in params:
+        parser.add_argument(
+            "--" + param.name.replace("_", "-"),
+            type=int,
+            default=None,
+            help=f"{param.help} (default {param.full}; {param.quick} with --quick)",
+        )
+    args = parser.parse_args(argv)
+    for param in params:
+        if getattr(args, param.name) is None:
+            setattr(args, param.name, param.quick if args.quick else param.full)
+    args.mode = "quick" if args.quick else "full"
+    return args
