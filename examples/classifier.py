@@ -3,8 +3,8 @@
 The exported module takes what the server sends, an ImageNet-normalized float32 batch
 ``[N, 3, 224, 224]``, and returns logits ``[N, len(SHAPES)]``.  Internally it first downsamples
 the batch (antialiased) to the resolution the ResNet was trained at: training at 224 would cost
-4x more CPU for no gain on these images, and because the downsampling is part of both training
-and the exported graph, accuracy measured on 224 inputs is exactly what was trained.
+several times more CPU for no gain on these images.  The training images are drawn at twice
+that resolution (cheaper than at 224) and go through the same downsampling layer.
 """
 
 from __future__ import annotations
@@ -18,19 +18,11 @@ import torch.nn.functional as F
 import torchvision
 
 from examples.shapes import SHAPES, classification_batch, classification_sample, simple_picture
-from examples.training import (
-    built,
-    fit,
-    image_entry,
-    load,
-    resized,
-    script,
-    to_tensor,
-    write_labels,
-)
+from examples.training import built, export, fit, image_entry, load, resized, to_tensor
 
 SERVE_SIZE = 224
 EVAL_SEED = 20240601
+CURRICULUM = 0.5  # fraction of training over which the data ramps up to full difficulty
 
 
 @dataclass(frozen=True)
@@ -61,13 +53,14 @@ class Downscaled(torch.nn.Module):
 
 
 def train(recipe: Recipe) -> torch.nn.Module:
-    net = getattr(torchvision.models, recipe.arch)(
-        weights=None, num_classes=len(SHAPES), zero_init_residual=True
-    )
+    net = getattr(torchvision.models, recipe.arch)(weights=None, num_classes=len(SHAPES))
     model = Downscaled(net, recipe.resolution).to(memory_format=torch.channels_last)
 
-    def loss_of_step(rng: np.random.Generator) -> torch.Tensor:
-        images, labels = classification_batch(rng, recipe.batch, SERVE_SIZE)
+    def loss_of_step(rng: np.random.Generator, progress: float) -> torch.Tensor:
+        # Curriculum: from scratch, a ResNet barely learns on the full mix in a few hundred
+        # steps, but it does on big shapes over plain backgrounds and then adapts quickly.
+        difficulty = min(1.0, progress / CURRICULUM)
+        images, labels = classification_batch(rng, recipe.batch, 2 * recipe.resolution, difficulty)
         logits = model(to_tensor(images))
         return F.cross_entropy(logits, torch.from_numpy(labels), label_smoothing=0.1)
 
@@ -86,18 +79,13 @@ def build(out: Path, name: str, recipe: Recipe, force: bool = False) -> dict:
     """Train and export ``name`` into ``out`` unless it is already there; return its config."""
     entry = image_entry(name, "classification", SERVE_SIZE)
     if built(out, name, force):
-        print(f"{name}: already built in {out}")
+        print(f"[{name}] already built in {out}")
         return entry
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"{name}: training {recipe}", flush=True)
-    model = train(recipe)
-    write_labels(out / f"{name}.labels.txt", with_background=False)
-    partial = out / f"{name}.pt.partial"
-    script(model).save(str(partial))
-    partial.replace(out / f"{name}.pt")
-    accuracy = evaluate(out / f"{name}.pt", n=200)
-    simple = simple_picture_accuracy(out / f"{name}.pt")
-    print(f"{name}: accuracy {accuracy:.3f} on 200 fresh images, {simple:.3f} on simple pictures")
+    print(f"[{name}] training {recipe}", flush=True)
+    path = export(train(recipe), out, name, with_background=False)
+    accuracy = evaluate(path, n=200)
+    simple = simple_picture_accuracy(path)
+    print(f"[{name}] accuracy {accuracy:.3f} on 200 fresh images, {simple:.3f} on simple pictures")
     return entry
 
 

@@ -10,17 +10,17 @@ Writes ``DIR/resnet18.pt`` (TorchScript: normalized ``[N, 3, 224, 224]`` -> logi
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 from examples import classifier
 from examples.classifier import Recipe, evaluate
+from examples.training import cli
 
 __all__ = ["NAME", "build", "evaluate", "main"]
 
 NAME = "resnet18"
-FULL = Recipe("resnet18", resolution=112, batch=48, steps=200, seconds=110, lr=2e-3)
+FULL = Recipe("resnet18", resolution=64, batch=32, steps=700, seconds=300, lr=3e-3)
 QUICK = Recipe("resnet18", resolution=64, batch=32, steps=100, seconds=25, lr=2e-3)
 
 
@@ -30,12 +30,7 @@ def build(out: Path, quick: bool = False, force: bool = False) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--quick", action="store_true", help="smaller, faster build for tests")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the files exist")
-    args = parser.parse_args(argv)
-    build(args.out, quick=args.quick, force=args.force)
+    cli(build, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

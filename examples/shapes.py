@@ -5,8 +5,8 @@ generator deliberately varies everything that is not the shape itself: size
 (from small to filling most of the image), position, rotation, mild
 stretching (the server stretches user pictures to a square), colours,
 backgrounds (plain, gradients, smooth noise, clutter lines) and compression
-artefacts.  Only numpy and PIL are used, so a 224x224 sample takes about a
-millisecond.
+artefacts.  Only numpy and PIL are used; a 224x224 sample takes a few
+milliseconds.
 
 All functions take a ``numpy.random.Generator`` so datasets are reproducible.
 """
@@ -27,7 +27,8 @@ _MIN_CONTRAST = 90.0
 
 
 def _outline(shape: str, rng: np.random.Generator) -> np.ndarray:
-    """Unit-circumradius polygon ``[K, 2]`` of ``shape``, centred at the origin."""
+    """Polygon ``[K, 2]`` of ``shape`` with circumradius 1 around the origin, randomly rotated
+    and sometimes stretched (circles are 64-gons)."""
     if shape == "circle":
         angles = np.linspace(0.0, 2 * np.pi, 64, endpoint=False)
         radii = np.ones_like(angles)
@@ -75,10 +76,10 @@ def _contrasting_colour(behind: np.ndarray, rng: np.random.Generator) -> tuple[i
     return r, g, b
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, difficulty: float) -> np.ndarray:
     """Float32 ``[size, size, 3]`` background: plain, gradient or smooth noise."""
     kind = rng.choice(["plain", "gradient", "noise"], p=[0.4, 0.35, 0.25])
-    if kind == "plain":
+    if kind == "plain" or rng.random() > difficulty:
         return np.broadcast_to(_random_colour(rng), (size, size, 3)).copy()
     if kind == "gradient":
         angle = rng.uniform(0.0, 2 * np.pi)
@@ -105,14 +106,16 @@ def _clutter(draw: ImageDraw.ImageDraw, size: int, rng: np.random.Generator) -> 
         draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
 
 
-def _degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+def _degrade(image: Image.Image, rng: np.random.Generator, difficulty: float) -> Image.Image:
     """Occasional blur, sensor noise and JPEG compression."""
-    if rng.random() < 0.25:
+    chance = 0.25 * difficulty
+    if rng.random() < chance:
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.5))))
-    if rng.random() < 0.25:
-        noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, rng.uniform(3, 15), (*image.size[::-1], 3))
+    if rng.random() < chance:
+        noise = rng.standard_normal((*image.size[::-1], 3), dtype=np.float32)
+        noisy = np.asarray(image) + noise * np.float32(rng.uniform(3, 15))
         image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-    if rng.random() < 0.25:
+    if rng.random() < chance:
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=int(rng.integers(15, 70)))
         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
@@ -120,21 +123,26 @@ def _degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 class _Canvas:
-    """An image with a background, plus a label mask drawn in lockstep."""
+    """An image with a background, plus a label mask drawn in lockstep.
 
-    def __init__(self, rng: np.random.Generator, size: int) -> None:
+    ``difficulty`` in 0..1 scales the odds of busy backgrounds, clutter and degradation
+    (1 = the full mix), for curriculum training.
+    """
+
+    def __init__(self, rng: np.random.Generator, size: int, difficulty: float = 1.0) -> None:
         self.rng = rng
         self.size = size
-        self.pixels = _background(rng, size)
+        self.difficulty = difficulty
+        self.pixels = _background(rng, size, difficulty)
         self.image = Image.fromarray(self.pixels.astype(np.uint8))
         self.draw = ImageDraw.Draw(self.image)
-        if rng.random() < 0.4:
+        if rng.random() < 0.4 * difficulty:
             _clutter(self.draw, size, rng)
         self.mask = Image.new("L", (size, size), 0)
         self.mask_draw = ImageDraw.Draw(self.mask)
 
     def add(self, shape: str, points: np.ndarray, outline: bool = False) -> None:
-        """Draw ``shape`` (``points`` in pixels) in a colour that contrasts with what is behind it."""
+        """Draw ``shape`` (``points`` in pixels) in a colour that stands out from what is behind."""
         low = np.clip(points.min(axis=0).astype(int), 0, self.size - 1)
         high = np.clip(points.max(axis=0).astype(int) + 1, 1, self.size)
         behind = self.pixels[low[1] : high[1], low[0] : high[0]].reshape(-1, 3).mean(axis=0)
@@ -150,28 +158,35 @@ class _Canvas:
             self.mask_draw.polygon(polygon, fill=label)
 
     def finish(self) -> Image.Image:
-        return _degrade(self.image, self.rng)
+        return _degrade(self.image, self.rng, self.difficulty)
 
 
-def classification_sample(rng: np.random.Generator, size: int = 224) -> tuple[Image.Image, int]:
-    """One RGB image containing a single shape, and that shape's index in ``SHAPES``."""
+def classification_sample(
+    rng: np.random.Generator, size: int = 224, difficulty: float = 1.0
+) -> tuple[Image.Image, int]:
+    """One RGB image containing a single shape, and that shape's index in ``SHAPES``.
+
+    Lower ``difficulty`` means bigger shapes and plainer images (see ``_Canvas``).
+    """
     label = int(rng.integers(len(SHAPES)))
-    canvas = _Canvas(rng, size)
-    radius = size * rng.uniform(0.1, 0.5)
+    canvas = _Canvas(rng, size, difficulty)
+    radius = size * rng.uniform(0.3 - 0.18 * difficulty, 0.5)
     points = _place(_outline(SHAPES[label], rng), radius, size, rng)
-    canvas.add(SHAPES[label], points, outline=rng.random() < 0.1)
+    canvas.add(SHAPES[label], points, outline=rng.random() < 0.05 * difficulty)
     return canvas.finish(), label
 
 
-def segmentation_sample(rng: np.random.Generator, size: int = 256) -> tuple[Image.Image, np.ndarray]:
+def segmentation_sample(
+    rng: np.random.Generator, size: int = 256, difficulty: float = 1.0
+) -> tuple[Image.Image, np.ndarray]:
     """An image with 1-3 (possibly overlapping) shapes and its ``uint8 [H, W]`` class mask.
 
     Mask values: 0 = background, ``k + 1`` = ``SHAPES[k]``.
     """
-    canvas = _Canvas(rng, size)
+    canvas = _Canvas(rng, size, difficulty)
     for _ in range(int(rng.integers(1, 4))):
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        radius = size * rng.uniform(0.08, 0.4)
+        radius = size * rng.uniform(0.25 - 0.15 * difficulty, 0.4)
         canvas.add(shape, _place(_outline(shape, rng), radius, size, rng))
     return canvas.finish(), np.asarray(canvas.mask, dtype=np.uint8).copy()
 
@@ -188,14 +203,16 @@ def _overlap(box: np.ndarray, others: list[np.ndarray]) -> float:
     return worst
 
 
-def detection_sample(rng: np.random.Generator, size: int = 320) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+def detection_sample(
+    rng: np.random.Generator, size: int = 320, difficulty: float = 1.0
+) -> tuple[Image.Image, np.ndarray, np.ndarray]:
     """An image with 1-4 barely overlapping shapes, their boxes and labels.
 
     Boxes are ``float32 [N, 4]`` (x1, y1, x2, y2) in pixels; labels are
     ``int64 [N]`` in ``1..len(SHAPES)`` because torchvision detection models
     reserve 0 for the background.
     """
-    canvas = _Canvas(rng, size)
+    canvas = _Canvas(rng, size, difficulty)
     wanted = int(rng.integers(1, 5))
     boxes: list[np.ndarray] = []
     labels: list[int] = []
@@ -203,7 +220,7 @@ def detection_sample(rng: np.random.Generator, size: int = 320) -> tuple[Image.I
         if len(boxes) == wanted:
             break
         label = int(rng.integers(len(SHAPES)))
-        radius = size * rng.uniform(0.06, 0.4 if wanted == 1 else 0.25)
+        radius = size * rng.uniform(0.15 - 0.08 * difficulty, 0.4 if wanted == 1 else 0.25)
         points = _place(_outline(SHAPES[label], rng), radius, size, rng)
         box = np.concatenate([points.min(axis=0), points.max(axis=0) + 1]).clip(0, size)
         if _overlap(box, boxes) > 0.1:
@@ -214,17 +231,23 @@ def detection_sample(rng: np.random.Generator, size: int = 320) -> tuple[Image.I
     return canvas.finish(), np.array(boxes, dtype=np.float32), np.array(labels, dtype=np.int64)
 
 
-def classification_batch(rng: np.random.Generator, n: int, size: int = 224) -> tuple[np.ndarray, np.ndarray]:
+def classification_batch(
+    rng: np.random.Generator, n: int, size: int = 224, difficulty: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` classification samples as ``uint8 [n, H, W, 3]`` images and ``int64 [n]`` labels."""
-    samples = [classification_sample(rng, size) for _ in range(n)]
+    samples = [classification_sample(rng, size, difficulty) for _ in range(n)]
     images = np.stack([np.asarray(image) for image, _ in samples])
     return images, np.array([label for _, label in samples], dtype=np.int64)
 
 
-def segmentation_batch(rng: np.random.Generator, n: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def segmentation_batch(
+    rng: np.random.Generator, n: int, size: int = 256, difficulty: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` segmentation samples as ``uint8 [n, H, W, 3]`` images and ``uint8 [n, H, W]`` masks."""
-    samples = [segmentation_sample(rng, size) for _ in range(n)]
-    return np.stack([np.asarray(image) for image, _ in samples]), np.stack([mask for _, mask in samples])
+    samples = [segmentation_sample(rng, size, difficulty) for _ in range(n)]
+    return np.stack([np.asarray(image) for image, _ in samples]), np.stack(
+        [mask for _, mask in samples]
+    )
 
 
 def simple_picture(
@@ -248,7 +271,9 @@ def _outline_upright(shape: str) -> np.ndarray:
     angles = np.linspace(0.0, 2 * np.pi, corners, endpoint=False) - np.pi / 2
     if shape == "square":
         angles = angles + np.pi / 4
-    radii = np.where(np.arange(corners) % 2 == 1, 0.45, 1.0) if shape == "star" else np.ones(corners)
+    radii = (
+        np.where(np.arange(corners) % 2 == 1, 0.45, 1.0) if shape == "star" else np.ones(corners)
+    )
     return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
 
 

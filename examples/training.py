@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,9 @@ from examples.shapes import SHAPES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-THREADS = 2
+# Two cores by default; on a box shared with other CPU-heavy work, 1 thread avoids OpenMP
+# threads spinning against each other (measured 3x faster under contention).
+THREADS = int(os.environ.get("EXAMPLES_THREADS", "2"))
 
 
 def to_tensor(images: np.ndarray, normalize: bool = True) -> torch.Tensor:
@@ -35,13 +39,16 @@ def to_tensor(images: np.ndarray, normalize: bool = True) -> torch.Tensor:
 def resized(images: list[Image.Image], size: int) -> np.ndarray:
     """Stretch each image to ``size x size`` RGB (the server's ``resize`` step) and stack them."""
     return np.stack(
-        [np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)) for image in images]
+        [
+            np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+            for image in images
+        ]
     )
 
 
 def fit(
     model: torch.nn.Module,
-    loss_of_step: Callable[[np.random.Generator], torch.Tensor],
+    loss_of_step: Callable[[np.random.Generator, float], torch.Tensor],
     *,
     steps: int,
     seconds: float,
@@ -49,12 +56,15 @@ def fit(
     seed: int,
     weight_decay: float = 0.05,
     log_every: int = 10,
+    calibration_steps: int = 20,
 ) -> None:
     """Train ``model`` with AdamW, warm-up and cosine decay.
 
-    ``loss_of_step(rng)`` generates a fresh batch and returns its loss.  Progress is the larger
-    of ``step / steps`` and ``elapsed / seconds``: on an idle machine the run is a fixed number
-    of steps (reproducible), on a busy one it ends on time with the schedule fully decayed.
+    ``loss_of_step(rng, progress)`` generates a fresh batch (``progress`` in 0..1 allows a
+    curriculum) and returns its loss.  Progress is the larger of ``step / steps`` and
+    ``elapsed / seconds``: on an idle machine the run is a fixed number of steps
+    (reproducible), on a busy one it ends on time with the schedule fully decayed.  Finally the
+    BatchNorm statistics are re-estimated (see ``recalibrate_batchnorm``).
     """
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
@@ -68,7 +78,7 @@ def fit(
         warmup = min(1.0, progress / 0.05)
         for group in optimizer.param_groups:
             group["lr"] = lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
-        loss = loss_of_step(rng)
+        loss = loss_of_step(rng, progress)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -78,6 +88,29 @@ def fit(
         progress = max(step / steps, elapsed / seconds)
         if step % log_every == 0 or progress >= 1.0:
             print(f"  step {step:4d}  loss {loss.item():.4f}  elapsed {elapsed:5.1f}s", flush=True)
+    recalibrate_batchnorm(model, lambda: loss_of_step(rng, 1.0), calibration_steps)
+
+
+def recalibrate_batchnorm(
+    model: torch.nn.Module, forward: Callable[[], object], steps: int
+) -> None:
+    """Replace BatchNorm running statistics by their plain average over ``steps`` forward passes.
+
+    Running averages lag behind weights that are still changing fast at the end of a short
+    training run (torchvision's MobileNetV3 uses momentum 0.01): the eval-mode DeepLab
+    predicted background everywhere although it segmented well in train mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            forward()
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
     model.eval()
 
 
@@ -86,6 +119,20 @@ def script(model: torch.nn.Module) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.script(model.eval())
+
+
+def export(model: torch.nn.Module, out: Path, name: str, with_background: bool) -> Path:
+    """Write ``name``'s labels and scripted model to ``out``; return the model's path.
+
+    The model is written last and atomically, so ``built`` never sees a half-written file.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    write_labels(out / f"{name}.labels.txt", with_background)
+    path = out / f"{name}.pt"
+    partial = out / f"{name}.pt.partial"
+    script(model).save(str(partial))
+    partial.replace(path)
+    return path
 
 
 def load(path: Path) -> torch.jit.ScriptModule:
@@ -126,3 +173,13 @@ def image_entry(
         },
         "workers": {"min": workers[0], "max": workers[1]},
     }
+
+
+def cli(build: Callable[..., dict], description: str, argv: Sequence[str] | None = None) -> None:
+    """The command line shared by the model modules: ``--out DIR [--quick] [--force]``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true", help="smaller, faster build for tests")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the files exist")
+    args = parser.parse_args(argv)
+    build(args.out, quick=args.quick, force=args.force)
