@@ -38,6 +38,7 @@ bench: install-test
 	$(PYTHON) -m bench.transport
 	$(PYTHON) -m bench.startup
 	$(PYTHON) -m bench.latency
+	$(PYTHON) -m bench.throughput
 
 clean:
 	rm -rf $(MODELS) .cache .pytest_cache .mypy_cache .ruff_cache build *.egg-info
