@@ -82,3 +82,13 @@ def test_budget_goes_to_the_busy_model_and_every_model_with_traffic_keeps_one():
     assert shares == {"a": 2, "b": 2}
     shares = divide_budget(1, {"a": Claim(desired=1, floor=1), "b": Claim(desired=1, floor=1)})
     assert shares == {"a": 1, "b": 1}  # floors are kept even beyond the budget
+
+
+def test_current_need_beats_a_need_the_long_window_only_remembers():
+    # "a" has a burst now; "z" is idle but its long window remembers needing two.
+    claims = {
+        "a": Claim(desired=2, floor=1, needed_now=17),
+        "z": Claim(desired=2, floor=0, needed_now=0),
+    }
+    assert divide_budget(2, claims) == {"a": 2, "z": 0}
+    assert divide_budget(3, claims) == {"a": 2, "z": 1}

@@ -60,7 +60,9 @@ class Autoscaler:
             recent = [o for o in window if window[-1].t - o.t < settings.upscale_window_s]
             traffic = any(o.arrivals or o.in_flight or o.queued for o in recent)
             decisions[name] = decision
-            claims[name] = Claim(decision.desired, max(settings.min_workers, int(traffic)))
+            claims[name] = Claim(
+                decision.desired, max(settings.min_workers, int(traffic)), decision.needed_now
+            )
         shares = divide_budget(self.budget, claims)
         for name, pool in self._pools.items():
             decision = decisions[name]

@@ -53,6 +53,7 @@ class Settings:
 class Decision:
     desired: int
     reason: str
+    needed_now: int = 0  # the short window's need, before the bounds
 
 
 def needed(obs: Observation, service_s: float, settings: Settings) -> int:
@@ -84,7 +85,7 @@ def decide(
         reason = f"at most {down} needed over the last {settings.downscale_window_s:g} s"
     else:
         reason = "steady"
-    return Decision(desired, reason)
+    return Decision(desired, reason, up)
 
 
 def _clamp(count: int, settings: Settings) -> int:
@@ -95,25 +96,36 @@ def _clamp(count: int, settings: Settings) -> int:
 class Claim:
     """One model's request for workers from the shared budget."""
 
-    desired: int
+    desired: int  # what the policy decided (the most this model gets)
     floor: int  # min_workers, or 1 if the model has traffic
+    needed_now: int = 0  # what its current traffic needs (the short window, unbounded)
 
 
 def divide_budget(budget: int, claims: Mapping[str, Claim]) -> dict[str, int]:
-    """Share `budget` workers: every floor first, then the rest by unmet demand.
+    """Share `budget` workers: every floor first, then current need, then remembered need.
 
     Floors are kept even beyond the budget (min_workers is the user's promise,
-    and a model with traffic always keeps one worker). The rest goes one worker
-    at a time to the model with the largest unmet demand, so a busy model takes
-    capacity that idle models do not claim.
+    and a model with traffic always keeps one worker). Then workers go one at a
+    time to the model whose current traffic lacks the most, so a busy model takes
+    the capacity an idle model only remembers needing; what is left goes to the
+    long window's demand.
     """
     shares = {name: min(claim.floor, claim.desired) for name, claim in claims.items()}
     left = budget - sum(shares.values())
-    while left > 0:
-        unmet = {n: c.desired - shares[n] for n, c in claims.items() if c.desired > shares[n]}
-        if not unmet:
-            break
-        name = max(unmet, key=lambda n: (unmet[n], n))
-        shares[name] += 1
-        left -= 1
+    for want in (_now, _desired):
+        while left > 0:
+            unmet = {n: want(c) - shares[n] for n, c in claims.items() if want(c) > shares[n]}
+            if not unmet:
+                break
+            name = max(unmet, key=unmet.__getitem__)  # ties: the first model listed
+            shares[name] += 1
+            left -= 1
     return shares
+
+
+def _now(claim: Claim) -> int:
+    return min(claim.needed_now, claim.desired)
+
+
+def _desired(claim: Claim) -> int:
+    return claim.desired
