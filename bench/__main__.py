@@ -7,7 +7,8 @@
     python -m bench report results/poisson [--slo-ms 200]
     python -m bench compare results/autoscale results/fixed --out results/compare
 
-The micro-benchmarks are separate modules: python -m bench.transport, .startup, .latency.
+The micro-benchmarks are separate modules: python -m bench.transport, .startup, .latency;
+python -m bench.experiments runs the autoscaling experiments end to end (servers included).
 """
 
 from __future__ import annotations

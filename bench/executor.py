@@ -50,6 +50,7 @@ class RunResult:
     samples: list[ServerSample]
     started: datetime  # wall clock at t = 0
     scrape_failures: int
+    t0: float  # time.monotonic() at t = 0, to put other observations on the run's clock
     interrupted: bool = False  # by Ctrl-C: `records` holds the requests answered until then
 
 
@@ -97,6 +98,7 @@ async def execute(
         samples=scraper.samples if scraper else [],
         started=started,
         scrape_failures=scraper.failures if scraper else 0,
+        t0=start,
         interrupted=interrupted,
     )
 

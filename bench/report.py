@@ -28,7 +28,8 @@ def write_run(
     slo_ms: float,
 ) -> Summary:
     """Records, summary, figures and report.md of one run, into `directory`."""
-    duration = run.get("schedule_meta", {}).get("shape", {}).get("duration")
+    meta = run.get("schedule_meta", {})
+    duration = meta.get("shape", {}).get("duration", meta.get("duration"))
     if run.get("interrupted"):
         duration = None  # the part of the schedule that was sent, not all of it
     summary = {"run": run, **stats.summarize(records, samples, slo_ms, duration)}
@@ -193,6 +194,9 @@ def _describe(meta: dict[str, Any]) -> str:
         return ""
     if meta.get("kind") == "replay":
         parts = [f"replay of `{meta.get('source')}`", f"speed {meta.get('speed', 1):g}"]
+    elif meta.get("kind") == "composite":  # pieces one after another (bench.experiments)
+        parts = [f"composite: {meta.get('description', '')}", f"{meta.get('duration', 0):g} s"]
+        parts.append(f"{meta.get('arrivals')} arrivals")
     else:
         shape = meta.get("shape", {})
         parts = [str(meta.get("kind")), f"{shape['rate']:g} req/s", f"{shape['duration']:g} s"]

@@ -201,6 +201,16 @@ def make(
     return assign(times, models, payloads, mix, mix_rng)
 
 
+def concatenate(pieces: Sequence[tuple[Sequence[Request], float]]) -> list[Request]:
+    """(requests, duration) pieces one after another: each shifted by the durations before it."""
+    joined: list[Request] = []
+    offset = 0.0
+    for requests, duration in pieces:
+        joined += [Request(round(r.t + offset, 6), r.model, r.payload) for r in requests]
+        offset += duration
+    return joined
+
+
 def default_arrivals(kind: str) -> str:
     return "even" if kind == "constant" else "poisson"
 
