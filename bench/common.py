@@ -38,7 +38,11 @@ def make_resnet18(directory: Path) -> Path:
 
 
 def make_jpeg(size: int = IMAGE_SIZE, seed: int = 0) -> bytes:
-    """A size x size RGB JPEG: colour gradients plus noise, so it compresses like a photo."""
+    """A size x size RGB JPEG: colour gradients plus noise, so it compresses like a photo.
+
+    About 25 kB; the schedules' default payload (`bench.payloads.default_jpeg`) is a
+    recognisable shape of about 4 kB instead.
+    """
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -89,7 +93,7 @@ def ratio(numerator: float, denominator: float) -> str:
 def print_header(title: str, mode: str) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"== {title} ({mode}) ==")
-    print(f"cpu: {_cpu_model()}, {len(os.sched_getaffinity(0))} cores, load average {load}")
+    print(f"cpu: {cpu_model()}, {len(os.sched_getaffinity(0))} cores, load average {load}")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -103,7 +107,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cells).rstrip())
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The "model name" line of /proc/cpuinfo."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:

@@ -17,7 +17,9 @@ from typing import Any
 from bench import experiment_data as data
 from bench import experiment_plots as plots
 from bench import stats
+from bench.common import cpu_model
 from bench.experiment_data import Experiments, Run
+from bench.report import table
 
 REPORT = "experiments.md"
 SLO_WHY = (
@@ -61,10 +63,10 @@ def _header(x: Experiments) -> list[str]:
         "",
         f"`python -m bench.experiments {' '.join(f.argv[1:])}`: {f.runtime_s / 60:.1f} min in all.",
         "",
-        *_table(
+        *table(
             ["", ""],
             [
-                ["machine", f"{_cpu_model()}, {cores} cores"],
+                ["machine", f"{cpu_model()}, {cores} cores"],
                 [
                     "load average (1, 5, 15 min)",
                     f"before {_load(f.load_before)}; after {_load(f.load_after)}",
@@ -100,7 +102,7 @@ def _calibration(x: Experiments) -> list[str]:
     singles = sorted(cal.single_ms)
     seconds = x.facts.plan.get("saturation_s", "?")
     lines = ["## 0. Calibration", ""]
-    lines += _table(
+    lines += table(
         ["measure", "value", "how"],
         [
             [
@@ -213,7 +215,7 @@ def _pools(x: Experiments) -> list[str]:
                     _link(x.out, run.directory / "report.md", "report"),
                 ]
             )
-        lines += _table(
+        lines += table(
             [
                 "config",
                 "requests",
@@ -336,7 +338,7 @@ def _reaction(x: Experiments) -> list[str]:
             _s(_median([row.busy_s for row in x.reactions])),
         ]
     )
-    lines += _table(
+    lines += table(
         [
             "burst",
             "live before",
@@ -430,7 +432,7 @@ def _cold(x: Experiments) -> list[str]:
             "",
         ]
     )
-    lines += _table(
+    lines += table(
         [
             "rep",
             "waited for zero (s)",
@@ -502,7 +504,7 @@ def _two_models(x: Experiments) -> list[str]:
                 _pct(s["slo_attainment"]),
             ]
         )
-    lines += _table(
+    lines += table(
         [
             "burst",
             "busy model",
@@ -520,7 +522,7 @@ def _two_models(x: Experiments) -> list[str]:
     by_model = run.summary.get("models", {})
     if by_model:
         lines += ["", "Whole run, by model:", ""]
-        lines += _table(
+        lines += table(
             ["model", "requests", "ok", "p50 ms", "p99 ms", "SLO"],
             [
                 [
@@ -566,24 +568,6 @@ def _two_models(x: Experiments) -> list[str]:
 
 
 # -- formatting ----------------------------------------------------------------------
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    return [line(headers), line(["---"] * len(headers)), *(line(r) for r in rows)]
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown cpu"
 
 
 def _rel(out: Path, path: Path) -> str:

@@ -316,18 +316,7 @@ def make_schedules(directory: Path, rates: Rates, plan: Plan, seed: int) -> dict
 def _save_shape(path: Path, shape: Shape, seed: int) -> Path:
     shape = shape.resolved()
     requests = schedule.make(shape, seed=seed, arrivals=ARRIVALS)
-    meta = {
-        "kind": shape.kind,
-        "shape": asdict(shape),
-        "arrivals": ARRIVALS,
-        "seed": seed,
-        "mix": "round-robin",
-        "models": [],
-        "payloads": [],
-        "requests": len(requests),
-    }
-    schedule.save(path, requests, meta)
-    return path
+    return _save(path, requests, seed, {"kind": shape.kind, "shape": asdict(shape)})
 
 
 def _save_composite(
@@ -338,17 +327,27 @@ def _save_composite(
     seed: int,
     extra: dict[str, Any],
 ) -> Path:
+    head = {"kind": "composite", "description": description, "duration": duration}
+    return _save(path, requests, seed, head, extra)
+
+
+def _save(
+    path: Path,
+    requests: list[Request],
+    seed: int,
+    head: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """`requests` and their meta: `head`, what every schedule here shares, then `extra`."""
     meta = {
-        "kind": "composite",
-        "description": description,
-        "duration": duration,
+        **head,
         "arrivals": ARRIVALS,
         "seed": seed,
         "mix": "round-robin",
         "models": [],
         "payloads": [],
         "requests": len(requests),
-        **extra,
+        **(extra or {}),
     }
     schedule.save(path, requests, meta)
     return path

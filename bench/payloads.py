@@ -31,7 +31,11 @@ class Body:
 
 
 def default_jpeg(size: int = 224) -> bytes:
-    """An orange disc on a blue square: a JPEG of a few kilobytes, the same every time."""
+    """An orange disc on a blue square: a JPEG of a few kilobytes, the same every time.
+
+    A circle the demo model (trained on shapes) recognises; `bench.common.make_jpeg`
+    is the photo-like input of the other benchmarks.
+    """
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (size, size), (30, 60, 160))

@@ -51,7 +51,7 @@ def write_comparison(out: Path, runs: Sequence[results.SavedRun]) -> Path:
 def run_report(summary: Summary, figures: Sequence[Path]) -> str:
     run = summary.get("run", {})
     lines = [f"# Load test: {run.get('label', 'run')}", ""]
-    lines += _table(
+    lines += table(
         ["", ""],
         [
             ["schedule", f"`{run.get('schedule', '?')}` {_describe(run.get('schedule_meta', {}))}"],
@@ -67,10 +67,10 @@ def run_report(summary: Summary, figures: Sequence[Path]) -> str:
             "**Interrupted** (Ctrl-C): only the requests answered until then are counted.",
         ]
     lines += ["", "## Summary", ""]
-    lines += _table(["metric", "value"], [[name, cell(summary)] for name, cell in ROWS])
+    lines += table(["metric", "value"], [[name, cell(summary)] for name, cell in ROWS])
     if summary.get("models"):
         lines += ["", "## By model", ""]
-        lines += _table(
+        lines += table(
             ["model", "requests", "ok", "p50 ms", "p99 ms", "SLO"],
             [
                 [
@@ -96,7 +96,7 @@ def comparison(runs: Sequence[tuple[str, Summary]], figures: Sequence[Path]) -> 
     headers = ["run", *(name for name, _ in COMPARED)]
     rows = [[label, *(cell(summary) for _, cell in COMPARED)] for label, summary in runs]
     lines = ["# Comparison", ""]
-    lines += _table(headers, rows)
+    lines += table(headers, rows)
     lines += ["", "Latencies are in ms, of 200 answers; SLO = share of all requests answered"]
     lines += ["200 within the run's bound; send p99 = the generator's lag (ms).", ""]
     for label, summary in runs:
@@ -166,9 +166,11 @@ COMPARED: list[tuple[str, Cell]] = [
 # -- formatting --------------------------------------------------------------------
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table, one line per row; a `|` inside a cell is escaped."""
+
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     return [line(headers), line(["---"] * len(headers)), *(line(row) for row in rows)]
 
