@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The in-process baselines wait for OpenMP threads the way autodep's workers do
+# (autodep.pool.launcher): set before torch is imported, which happens lazily.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 IMAGE_SIZE = 224  # the side of the JPEG and of resnet18's input
 
 
