@@ -1,4 +1,4 @@
-"""Shape classifiers (torchvision ResNets) trained from scratch and exported to TorchScript.
+"""Shape classifiers (torchvision models) trained from scratch and exported to TorchScript.
 
 The exported module takes what the server sends, an ImageNet-normalized float32 batch
 ``[N, 3, 224, 224]``, and returns logits ``[N, len(SHAPES)]``.  Internally it first downsamples
@@ -35,6 +35,7 @@ class Recipe:
     steps: int
     seconds: float
     lr: float
+    zero_init_residual: bool = False  # ResNets only: start each residual block as identity
     seed: int = 0
 
 
@@ -53,7 +54,8 @@ class Downscaled(torch.nn.Module):
 
 
 def train(recipe: Recipe) -> torch.nn.Module:
-    net = getattr(torchvision.models, recipe.arch)(weights=None, num_classes=len(SHAPES))
+    options = {"zero_init_residual": True} if recipe.zero_init_residual else {}
+    net = getattr(torchvision.models, recipe.arch)(weights=None, num_classes=len(SHAPES), **options)
     model = Downscaled(net, recipe.resolution).to(memory_format=torch.channels_last)
 
     def loss_of_step(rng: np.random.Generator, progress: float) -> torch.Tensor:

@@ -186,7 +186,7 @@ def segmentation_sample(
     canvas = _Canvas(rng, size, difficulty)
     for _ in range(int(rng.integers(1, 4))):
         shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        radius = size * rng.uniform(0.25 - 0.15 * difficulty, 0.4)
+        radius = size * rng.uniform(0.25 - 0.13 * difficulty, 0.4)
         canvas.add(shape, _place(_outline(shape, rng), radius, size, rng))
     return canvas.finish(), np.asarray(canvas.mask, dtype=np.uint8).copy()
 
@@ -220,7 +220,7 @@ def detection_sample(
         if len(boxes) == wanted:
             break
         label = int(rng.integers(len(SHAPES)))
-        radius = size * rng.uniform(0.15 - 0.08 * difficulty, 0.4 if wanted == 1 else 0.25)
+        radius = size * rng.uniform(0.15 - 0.07 * difficulty, 0.4 if wanted == 1 else 0.25)
         points = _place(_outline(SHAPES[label], rng), radius, size, rng)
         box = np.concatenate([points.min(axis=0), points.max(axis=0) + 1]).clip(0, size)
         if _overlap(box, boxes) > 0.1:
