@@ -19,7 +19,7 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 def demo_model() -> Path:
     """The demo build `make serve` uses (a few minutes of training; kept in models/)."""
     subprocess.run(
-        [sys.executable, "-m", "examples.demo", "--out", str(MODELS)], check=True, timeout=900
+        [sys.executable, "-m", "examples.demo", "--out", str(MODELS)], check=True, timeout=1700
     )
     return MODELS / "resnet18.pt"
 
@@ -30,7 +30,7 @@ def jpeg(image) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 async def test_demo_model_labels_fresh_generated_images(serve, demo_model):
     server = await serve(demo_model, max_workers=2)
     rng = np.random.default_rng(987)  # not a seed the training used
