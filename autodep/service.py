@@ -151,7 +151,7 @@ class Autodep:
         """Run one input through a model; the same JSON-able result as POST /predict."""
         served = self.model(model)
         options = _options(top_n, threshold)
-        payload = Payload(data, _default_type(data) if content_type is None else content_type)
+        payload = Payload.of(data, content_type)
         decoded = await self.decode(served, payload)
         outputs = await self.infer(served, decoded.tensors)
         return {"model": served.config.name, **await self.encode(served, outputs, decoded, options)}
@@ -256,10 +256,6 @@ def _options(top_n: Any, threshold: Any) -> Options:
     if not (math.isfinite(threshold) and 0 <= threshold <= 1):
         raise InvalidInput(f"threshold must be between 0 and 1, not {threshold!r}")
     return Options(top_n=top_n, threshold=float(threshold))
-
-
-def _default_type(data: bytes | str) -> str:
-    return "text/plain" if isinstance(data, str) else ""
 
 
 def _model_status(served: ServedModel) -> dict[str, Any]:

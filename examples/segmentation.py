@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m examples.segmentation --out DIR [--quick] [--force]
+    python -m examples.segmentation --out DIR [--force]
 
 Writes ``DIR/deeplabv3.pt`` and ``DIR/deeplabv3.labels.txt`` (``background`` then the shapes).
 The server resizes images to 256x256 and normalizes them with the ImageNet mean/std; the
@@ -28,7 +28,7 @@ from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
 
 from examples import classifier
 from examples.shapes import SHAPES, segmentation_batch
-from examples.training import built, cli, export, fit, image_entry, load, to_tensor
+from examples.training import cli, fit, image_entry, load, to_tensor, train_and_export
 
 NAME = "deeplabv3"
 SERVE_SIZE = 256
@@ -44,29 +44,17 @@ class Recipe:
     resolution: int  # the network's internal input size
     batch: int
     steps: int
-    seconds: float
     lr: float
     seed: int = 0
 
 
-FULL = Recipe(
+RECIPE = Recipe(
     backbone=classifier.Recipe(
-        "mobilenet_v3_large", resolution=96, batch=32, steps=500, seconds=240, lr=3e-3
+        "mobilenet_v3_large", resolution=64, batch=32, steps=800, lr=3e-3, start_resolution=32
     ),
-    resolution=160,
+    resolution=128,
     batch=8,
     steps=500,
-    seconds=300,
-    lr=2e-3,
-)
-QUICK = Recipe(
-    backbone=classifier.Recipe(
-        "mobilenet_v3_large", resolution=64, batch=32, steps=80, seconds=15, lr=3e-3
-    ),
-    resolution=96,
-    batch=8,
-    steps=60,
-    seconds=15,
     lr=2e-3,
 )
 
@@ -89,6 +77,7 @@ class Segmenter(torch.nn.Module):
 
 
 def train(recipe: Recipe) -> torch.nn.Module:
+    print(f"[{NAME}] training {recipe}", flush=True)
     print(f"[{NAME}] pre-training the backbone as a shape classifier", flush=True)
     pretrained = classifier.train(recipe.backbone)
     net = deeplabv3_mobilenet_v3_large(
@@ -105,29 +94,19 @@ def train(recipe: Recipe) -> torch.nn.Module:
         logits = model(to_tensor(images))["out"]
         return F.cross_entropy(logits, torch.from_numpy(masks).long(), weight=weights)
 
-    fit(
-        model,
-        loss_of_step,
-        steps=recipe.steps,
-        seconds=recipe.seconds,
-        lr=recipe.lr,
-        seed=recipe.seed,
-        weight_decay=1e-4,
-    )
+    fit(model, loss_of_step, recipe, name=NAME, weight_decay=1e-4)
     return model
 
 
 def build(out: Path, quick: bool = False, force: bool = False) -> dict:
-    """Train and export the model into ``out`` (skipped if present) and return its config."""
+    """Train and export the model into ``out`` (skipped if present) and return its config.
+
+    ``quick`` builds the same model: a smaller recipe falls short of the tests' bars (half the
+    steps at 96 pixels measured foreground IoU 0.67, right-class IoU 0.21).
+    """
+    recipe = RECIPE
     entry = image_entry(NAME, "segmentation", SERVE_SIZE)
-    if built(out, NAME, force):
-        print(f"[{NAME}] already built in {out}")
-        return entry
-    recipe = QUICK if quick else FULL
-    print(f"[{NAME}] training {recipe}", flush=True)
-    scores = evaluate(export(train(recipe), out, NAME, with_background=True), n=50)
-    print(f"[{NAME}] " + ", ".join(f"{key} {value:.3f}" for key, value in scores.items()))
-    return entry
+    return train_and_export(out, entry, lambda: train(recipe), evaluate, force)
 
 
 def evaluate(model_path: Path, n: int = 50, seed: int = EVAL_SEED) -> dict[str, float]:

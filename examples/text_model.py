@@ -592,7 +592,22 @@ def build(out: Path, quick: bool = False, force: bool = False) -> dict:
     with single_threaded_torch():
         _build(*paths, max_length=entry["max_length"], recipe=QUICK if quick else FULL)
     print(f"[{NAME}] built in {time.perf_counter() - started:.1f}s")
+    report(*paths[:2])
     return entry
+
+
+def report(model_path: Path, tokenizer_path: Path) -> None:
+    """Print the exported model's held-out accuracy and its answers to hand-written sentences."""
+    print(
+        f"[{NAME}] held-out accuracy: {evaluate(model_path, tokenizer_path, n=1000):.3f} (n=1000)"
+    )
+    texts = [text for text, _ in HANDWRITTEN]
+    predictions = predict(model_path, tokenizer_path, texts)
+    for (text, label), prediction in zip(HANDWRITTEN, predictions, strict=True):
+        mark = "ok " if prediction == label else "BAD"
+        print(f"  {mark} {LABELS[prediction]:8} {text}")
+    hits = sum(p == y for p, (_, y) in zip(predictions, HANDWRITTEN, strict=True))
+    print(f"[{NAME}] hand-written: {hits}/{len(HANDWRITTEN)}")
 
 
 def _build(
@@ -658,19 +673,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if outputs exist")
     args = parser.parse_args(argv)
 
-    entry = build(args.out, quick=args.quick, force=args.force)
-    model_path, tokenizer_path = args.out / entry["path"], args.out / entry["tokenizer"]
-    print(
-        f"[{NAME}] held-out accuracy: {evaluate(model_path, tokenizer_path, n=1000):.3f} (n=1000)"
-    )
-    texts = [text for text, _ in HANDWRITTEN]
-    predictions = predict(model_path, tokenizer_path, texts)
-    for (text, label), prediction in zip(HANDWRITTEN, predictions, strict=True):
-        mark = "ok " if prediction == label else "BAD"
-        print(f"  {mark} {LABELS[prediction]:8} {text}")
-    hits = sum(p == y for p, (_, y) in zip(predictions, HANDWRITTEN, strict=True))
-    print(f"[{NAME}] hand-written: {hits}/{len(HANDWRITTEN)}")
-    print(json.dumps(entry))
+    print(json.dumps(build(args.out, quick=args.quick, force=args.force)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,8 +19,7 @@ from examples.shapes import SHAPES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Two cores by default; on a box shared with other CPU-heavy work, 1 thread avoids OpenMP
-# threads spinning against each other (measured 3x faster under contention).
+# Torch threads per training: `examples.build` sets it to the cores shared among its jobs.
 THREADS = int(os.environ.get("EXAMPLES_THREADS", "2"))
 
 
@@ -46,35 +46,45 @@ def resized(images: list[Image.Image], size: int) -> np.ndarray:
     )
 
 
+class Schedule(Protocol):
+    """What ``fit`` reads from a model's recipe."""
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+
+
 def fit(
     model: torch.nn.Module,
     loss_of_step: Callable[[np.random.Generator, float], torch.Tensor],
+    schedule: Schedule,
     *,
-    steps: int,
-    seconds: float,
-    lr: float,
-    seed: int,
+    name: str,
     weight_decay: float = 0.05,
     log_every: int = 10,
     calibration_steps: int = 20,
 ) -> None:
     """Train ``model`` with AdamW, warm-up and cosine decay.
 
-    ``loss_of_step(rng, progress)`` generates a fresh batch (``progress`` in 0..1 allows a
-    curriculum) and returns its loss.  Progress is the larger of ``step / steps`` and
-    ``elapsed / seconds``: on an idle machine the run is a fixed number of steps
-    (reproducible), on a busy one it ends on time with the schedule fully decayed.  Finally the
-    BatchNorm statistics are re-estimated (see ``recalibrate_batchnorm``).
+    ``loss_of_step(rng, progress)`` generates a fresh batch (``progress`` = ``step / steps`` in
+    0..1 allows a curriculum) and returns its loss.  The run is a fixed number of steps, not a
+    time budget: on a busy machine it takes longer but learns the same (a time cap once cut a
+    demo build to a tenth of its steps and chance accuracy).  Finally the BatchNorm statistics
+    are re-estimated (see ``recalibrate_batchnorm``).
     """
+    steps, lr = schedule.steps, schedule.lr
     torch.set_num_threads(THREADS)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    torch.manual_seed(schedule.seed)
+    rng = np.random.default_rng(schedule.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     model.train()
     start = time.monotonic()
-    step, progress = 0, 0.0
-    while progress < 1.0:
+    for step in range(steps):
+        progress = step / steps
         warmup = min(1.0, progress / 0.05)
         for group in optimizer.param_groups:
             group["lr"] = lr * warmup * 0.5 * (1 + math.cos(math.pi * progress))
@@ -83,11 +93,12 @@ def fit(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         optimizer.step()
-        step += 1
-        elapsed = time.monotonic() - start
-        progress = max(step / steps, elapsed / seconds)
-        if step % log_every == 0 or progress >= 1.0:
-            print(f"  step {step:4d}  loss {loss.item():.4f}  elapsed {elapsed:5.1f}s", flush=True)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            elapsed = time.monotonic() - start
+            print(
+                f"  [{name}] step {step + 1:4d}  loss {loss.item():.4f}  {elapsed:5.0f}s",
+                flush=True,
+            )
     recalibrate_batchnorm(model, lambda: loss_of_step(rng, 1.0), calibration_steps)
 
 
@@ -115,7 +126,8 @@ def recalibrate_batchnorm(
 
 
 def script(model: torch.nn.Module) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` the eval-mode model (its deprecation warning is noise here)."""
+    """``torch.jit.script`` the eval-mode model (TorchScript is what the server loads, so its
+    deprecation warning is noise here)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return torch.jit.script(model.eval())
@@ -135,9 +147,26 @@ def export(model: torch.nn.Module, out: Path, name: str, with_background: bool) 
     return path
 
 
+def export_program(model: torch.nn.Module, path: Path, example: torch.Tensor) -> None:
+    """Also write ``model`` as a ``torch.export`` program with a dynamic batch size, which the
+    server loads like TorchScript, if it exports."""
+    batch = torch.export.Dim("batch", min=1, max=64)
+    try:
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
+    except Exception as error:  # torch.export fails in many ways; the TorchScript file is enough
+        print(f"[{path.stem}] no {path.name}: {type(error).__name__}: {error}".splitlines()[0])
+        return
+    with warnings.catch_warnings():  # about weights not on the CPU; they all are
+        warnings.filterwarnings("ignore", "No complete tensor found")
+        torch.export.save(program, str(path))
+    print(f"[{path.stem}] also wrote {path.name} (torch.export)", flush=True)
+
+
 def load(path: Path) -> torch.jit.ScriptModule:
     torch.set_num_threads(THREADS)
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def write_labels(path: Path, with_background: bool) -> None:
@@ -148,6 +177,31 @@ def write_labels(path: Path, with_background: bool) -> None:
 def built(out: Path, name: str, force: bool) -> bool:
     """Whether ``name``'s model and labels already exist in ``out`` and may be reused."""
     return not force and (out / f"{name}.pt").is_file() and (out / f"{name}.labels.txt").is_file()
+
+
+def train_and_export(
+    out: Path,
+    entry: dict,
+    train: Callable[[], torch.nn.Module],
+    evaluate: Callable[[Path], dict[str, float]],
+    force: bool = False,
+) -> dict:
+    """Train, export and evaluate the model of config ``entry`` unless ``out`` has it; return
+    ``entry``."""
+    name = entry["name"]
+    if built(out, name, force):
+        print(f"[{name}] already built in {out}")
+        return entry
+    started = time.monotonic()
+    model = train()
+    path = export(model, out, name, with_background=entry["output"] != "classification")
+    resize = entry["preprocess"]["resize"]
+    if resize is not None:  # a stacked batch; a detector takes a list of any-size images
+        export_program(model, out / f"{name}.pt2", torch.zeros(2, 3, *resize))
+    scores = evaluate(path)
+    summary = ", ".join(f"{key} {value:.3f}" for key, value in scores.items())
+    print(f"[{name}] built in {time.monotonic() - started:.0f}s: {summary}", flush=True)
+    return entry
 
 
 def image_entry(

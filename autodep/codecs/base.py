@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from autodep.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,20 @@ class Payload:
 
     data: bytes | str
     content_type: str = ""
+
+    @classmethod
+    def of(cls, data: bytes | str, content_type: str | None = None) -> Payload:
+        """A body as POST /predict and the embedding API both take it: a ``str``, or bytes sent
+        as ``text/plain`` (UTF-8) or ``application/json`` (``{"text": ...}``), is text; other
+        bytes stay bytes, to be sniffed if sent untyped or as ``application/octet-stream``."""
+        if isinstance(data, str):
+            return cls(data, "text/plain")
+        kind = (content_type or "").split(";")[0].strip().lower()
+        if kind == "application/json":
+            return cls(_json_text(data), "text/plain")
+        if kind == "text/plain":
+            return cls(_utf8(data), "text/plain")
+        return cls(data, "" if kind == "application/octet-stream" else kind)
 
 
 @dataclass(frozen=True)
@@ -49,3 +66,21 @@ class Encoder(Protocol):
 class Codec:
     decoder: Decoder
     encoder: Encoder
+
+
+def _utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("text must be UTF-8") from None
+
+
+def _json_text(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"invalid JSON body: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("text"), str):
+        raise InvalidInput('a JSON body must be {"text": "..."}')
+    text: str = document["text"]
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -40,12 +39,8 @@ async def read_payload(request: web.Request, limit: int) -> Payload:
     body = await request.read()  # aiohttp refuses more than client_max_size (413)
     if not body:
         raise InvalidInput("the request body is empty; send the input as the body")
-    if content_type == "application/json":
-        return Payload(_json_text(body), "text/plain")
-    if content_type == "text/plain":
-        return Payload(_utf8(body), "text/plain")
-    # application/octet-stream is the default for a body without a type: sniff it.
-    return Payload(body, "" if content_type == "application/octet-stream" else content_type)
+    # application/octet-stream is aiohttp's type for a body without one: sniffed.
+    return Payload.of(body, content_type)
 
 
 async def _multipart(request: web.Request, limit: int) -> Payload:
@@ -56,8 +51,8 @@ async def _multipart(request: web.Request, limit: int) -> Payload:
         data = await _read_part(part, limit)
         part_type = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if part.filename is None and part_type in ("", "text/plain"):
-            return Payload(_utf8(data), "text/plain")  # a form field: text
-        return Payload(data, "" if part_type == "application/octet-stream" else part_type)
+            return Payload.of(data, "text/plain")  # a form field: text
+        return Payload.of(data, part_type)
     raise InvalidInput("the multipart body has no part; send the input as e.g. -F image=@cat.jpg")
 
 
@@ -73,24 +68,6 @@ async def _read_part(part: BodyPartReader, limit: int) -> bytes:
     if not data:
         raise InvalidInput(f"multipart part {part.name!r} is empty")
     return data
-
-
-def _utf8(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("text must be UTF-8") from None
-
-
-def _json_text(body: bytes) -> str:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"invalid JSON body: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("text"), str):
-        raise InvalidInput('a JSON body must be {"text": "..."}')
-    text: str = document["text"]
-    return text
 
 
 def _query_number(request: web.Request, name: str, kind: type[Any], default: Any) -> Any:
