@@ -101,11 +101,7 @@ def build(out: Path, quick: bool = False, force: bool = False, name: str = "resn
     ``quick`` builds the same model: the tests check the classifiers users get (a smaller
     ResNet-50, 400 steps at 40 pixels, scored 0.585 and missed user-style pictures).
     """
-    return build_recipe(out, name, RECIPES[name], force)
-
-
-def build_recipe(out: Path, name: str, recipe: Recipe, force: bool = False) -> dict:
-    """Train and export ``name`` by ``recipe`` into ``out`` unless it is already there."""
+    recipe = RECIPES[name]
 
     def scores(path: Path) -> dict[str, float]:
         return {"accuracy": evaluate(path), "simple pictures": simple_picture_accuracy(path)}

@@ -101,12 +101,11 @@ def build(out: Path, quick: bool = False, force: bool = False) -> dict:
     ``quick`` builds the same model: a smaller recipe falls short of the tests' bars (150 steps
     at 160 pixels put the top box on a shape in 36% of images).
     """
-    recipe = RECIPE
 
     def trained() -> torch.nn.Module:
         segmentation.build(out, quick=quick)
-        print(f"[{NAME}] training {recipe}", flush=True)
-        return train(recipe, out / f"{segmentation.NAME}.pt")
+        print(f"[{NAME}] training {RECIPE}", flush=True)
+        return train(RECIPE, out / f"{segmentation.NAME}.pt")
 
     entry = image_entry(NAME, "detection", resize=None, normalize=False)
     return train_and_export(out, entry, trained, evaluate, force)

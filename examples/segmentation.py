@@ -104,9 +104,8 @@ def build(out: Path, quick: bool = False, force: bool = False) -> dict:
     ``quick`` builds the same model: a smaller recipe falls short of the tests' bars (half the
     steps at 96 pixels measured foreground IoU 0.67, right-class IoU 0.21).
     """
-    recipe = RECIPE
     entry = image_entry(NAME, "segmentation", SERVE_SIZE)
-    return train_and_export(out, entry, lambda: train(recipe), evaluate, force)
+    return train_and_export(out, entry, lambda: train(RECIPE), evaluate, force)
 
 
 def evaluate(model_path: Path, n: int = 50, seed: int = EVAL_SEED) -> dict[str, float]:

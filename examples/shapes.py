@@ -144,7 +144,7 @@ class _Canvas:
         """Draw ``shape`` (``points`` in pixels) in a colour that stands out from what is behind."""
         low = np.clip(points.min(axis=0).astype(int), 0, self.size - 1)
         high = np.clip(points.max(axis=0).astype(int) + 1, 1, self.size)
-        region = np.asarray(self.image)[low[1] : high[1], low[0] : high[0]]
+        region = np.asarray(self.image.crop((int(low[0]), int(low[1]), int(high[0]), int(high[1]))))
         behind = region.reshape(-1, 3).mean(axis=0)
         colour = _contrasting_colour(behind, self.rng)
         polygon = [(float(x), float(y)) for x, y in points]

@@ -75,11 +75,16 @@ def _utf8(body: bytes) -> str:
         raise InvalidInput("text must be UTF-8") from None
 
 
-def _json_text(body: bytes) -> str:
+def parse_json(data: bytes, what: str) -> Any:
+    """``data`` as JSON, or a 400 saying the ``what`` is not JSON."""
     try:
-        document = json.loads(body)
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"invalid JSON body: {exc}") from None
+        raise InvalidInput(f"invalid JSON {what}: {exc}") from None
+
+
+def _json_text(body: bytes) -> str:
+    document = parse_json(body, "body")
     if not isinstance(document, dict) or not isinstance(document.get("text"), str):
         raise InvalidInput('a JSON body must be {"text": "..."}')
     text: str = document["text"]

@@ -27,6 +27,7 @@ import numpy as np
 
 from autodep import __version__
 from autodep.codecs import Decoded, Options, Payload
+from autodep.codecs.base import parse_json
 from autodep.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -110,10 +111,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     header_bytes = body if header_length is None else body[:header_length]
     if header_length is not None and not 0 < header_length <= len(body):
         raise InvalidInput("Inference-Header-Content-Length is outside the body")
-    try:
-        header = json.loads(header_bytes)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"invalid JSON inference request: {exc}") from None
+    header = parse_json(header_bytes, "inference request")
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInput('an inference request needs "inputs": [...]')
     binary = memoryview(body)[len(header_bytes) :]
