@@ -1,44 +1,51 @@
-# Everything a fresh machine needs, from the project's own files.
+# Everything a fresh machine needs, from the project's own files: every target
+# runs in the project's virtual environment (.venv), made here when missing, so
+# a dependency the project forgets to declare fails everywhere, CI included.
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip
+VENV ?= .venv
+PY := $(VENV)/bin/python
 MODELS ?= models
 PORT ?= 8000
 
-.PHONY: install install-test serve demo-model models test lint bench clean
+.PHONY: install install-test serve demo-model models serve-all test lint bench clean
 
-install:
-	$(PIP) install -q -e '.[examples]'
+# A stamp per extra, remade when the project's dependencies change.
+$(VENV)/.stamp-%: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[$*]'
+	touch $@
 
-install-test:
-	$(PIP) install -q -e '.[test]'
+install: $(VENV)/.stamp-examples
+
+install-test: $(VENV)/.stamp-test
 
 $(MODELS)/resnet18.pt:
-	$(PYTHON) -m examples.demo --out $(MODELS)
+	$(PY) -m examples.demo --out $(MODELS)
 
 demo-model: install $(MODELS)/resnet18.pt
 
 serve: demo-model
-	$(PYTHON) -m autodep.serve --model $(MODELS)/resnet18.pt --port $(PORT)
+	$(PY) -m autodep.serve --model $(MODELS)/resnet18.pt --port $(PORT)
 
 models: install
-	$(PYTHON) -m examples.build --out $(MODELS)
+	$(PY) -m examples.build --out $(MODELS)
 
 serve-all: models
-	$(PYTHON) -m autodep.serve --config $(MODELS)/models.yaml --port $(PORT)
+	$(PY) -m autodep.serve --config $(MODELS)/models.yaml --port $(PORT)
 
 test: install-test
-	$(PYTHON) -m pytest
+	$(PY) -m pytest
 
-lint:
-	ruff check autodep tests examples bench
-	ruff format --check autodep tests examples bench
-	mypy
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check autodep tests examples bench
+	$(VENV)/bin/ruff format --check autodep tests examples bench
+	$(VENV)/bin/mypy
 
 bench: install-test
-	$(PYTHON) -m bench.transport
-	$(PYTHON) -m bench.startup
-	$(PYTHON) -m bench.latency
-	$(PYTHON) -m bench.throughput
+	$(PY) -m bench.transport
+	$(PY) -m bench.startup
+	$(PY) -m bench.latency
+	$(PY) -m bench.throughput
 
 clean:
 	rm -rf $(MODELS) .cache .pytest_cache .mypy_cache .ruff_cache build *.egg-info

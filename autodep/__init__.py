@@ -7,6 +7,6 @@ __version__ = "0.1.0"
 from autodep.blocking import BlockingAutodep
 from autodep.config import ModelConfig, ServerConfig
 from autodep.errors import AutodepError
-from autodep.service import Autodep
+from autodep.embedding import Autodep
 
 __all__ = ["Autodep", "AutodepError", "BlockingAutodep", "ModelConfig", "ServerConfig"]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from autodep.service import Autodep
+from autodep.embedding import Autodep
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from autodep.config import ServerConfig
 from autodep.errors import ConfigError, WorkerStartError
-from autodep.service import Autodep
+from autodep.embedding import Autodep
 
 log = logging.getLogger("autodep")
 

@@ -1,10 +1,8 @@
-"""`Autodep`: the models, their pools and codecs, as one object to embed or serve.
+"""`Service`: the models, their pools and codecs, as one object.
 
-    async with Autodep("resnet18.pt", max_workers=4) as ad:   # workers ready on enter
-        result = await ad.predict(jpeg_bytes, top_n=5)
-        app = ad.app                                           # aiohttp Application
-
-The HTTP layer (`autodep.http`) only translates requests into these calls.
+This is the core that every front end calls: the HTTP layer (`autodep.http`)
+only translates requests into these calls, and `autodep.Autodep` adds the
+aiohttp application on top. Nothing here imports a front end.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -37,9 +35,6 @@ from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.worker.spec import WorkerSpec
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
 log = logging.getLogger(__name__)
 
 ModelSource = str | Path | ModelConfig
@@ -52,7 +47,7 @@ class ServedModel:
     pool: ModelPool
 
 
-class Autodep:
+class Service:
     """Serve one or more models from a pool of worker processes each.
 
     `models` is a TorchScript file, a `ModelConfig`, or a list of them;
@@ -78,14 +73,13 @@ class Autodep:
         self.metrics = Metrics()
         self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
-        self._app: web.Application | None = None
         self._autoscaler: Autoscaler | None = None
         self._accepting = False
         self.started_at: float | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def __aenter__(self) -> Autodep:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -205,15 +199,6 @@ class Autodep:
 
     def status(self) -> dict[str, Any]:
         return {"models": {name: _model_status(m) for name, m in self._models.items()}}
-
-    @property
-    def app(self) -> web.Application:
-        """The HTTP API as an aiohttp Application (mountable as a sub-application)."""
-        if self._app is None:
-            from autodep.http.app import build_app
-
-            self._app = build_app(self)
-        return self._app
 
 
 def _server_config(

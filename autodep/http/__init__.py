@@ -1,1 +1,1 @@
-"""The HTTP API: translates requests into `Autodep` calls and results into JSON."""
+"""The HTTP API: translates requests into `Service` calls and results into JSON."""

@@ -12,10 +12,10 @@ from autodep.http.keys import SERVICE
 from autodep.http.metrics import count_requests, metrics
 
 if TYPE_CHECKING:
-    from autodep.service import Autodep
+    from autodep.service import Service
 
 
-def build_app(service: Autodep) -> web.Application:
+def build_app(service: Service) -> web.Application:
     app = web.Application(
         client_max_size=service.config.max_body,
         # The counter sits outside the error middleware, so it sees every final status.

@@ -7,6 +7,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from autodep.service import Autodep
+    from autodep.service import Service
 
-SERVICE: web.AppKey[Autodep] = web.AppKey("autodep_service")
+SERVICE: web.AppKey[Service] = web.AppKey("autodep_service")

@@ -31,7 +31,7 @@ from autodep.codecs.base import parse_json
 from autodep.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from autodep.service import Autodep, ServedModel
+    from autodep.service import ServedModel, Service
 
 EXTENSIONS = ["classification", "binary_tensor_data"]
 NUMERIC = {
@@ -223,7 +223,7 @@ def _requested_output(spec: Any) -> RequestedOutput:
 # -- inference ---------------------------------------------------------------
 
 
-async def infer(service: Autodep, served: ServedModel, request: InferRequest) -> dict[str, Any]:
+async def infer(service: Service, served: ServedModel, request: InferRequest) -> dict[str, Any]:
     """Run every item of the request through the model; a V2 response (tensors as arrays)."""
     if len(request.inputs) != 1:
         raise InvalidInput(
@@ -242,7 +242,7 @@ async def infer(service: Autodep, served: ServedModel, request: InferRequest) ->
     return response
 
 
-async def _decode(service: Autodep, served: ServedModel, tensor: Tensor) -> list[Decoded]:
+async def _decode(service: Service, served: ServedModel, tensor: Tensor) -> list[Decoded]:
     kind = served.config.input
     if tensor.datatype == "BYTES":
         assert isinstance(tensor.data, list)
@@ -276,7 +276,7 @@ def _payload(kind: str, item: bytes, name: str) -> Payload:
 
 
 async def _outputs(
-    service: Autodep,
+    service: Service,
     served: ServedModel,
     request: InferRequest,
     decoded: list[Decoded],
