@@ -51,6 +51,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.decode = Histogram(
+            "autodep_decode_seconds",
+            "Time a worker spent decoding one batch's payloads before the model call.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "autodep_batch_size",
             "Requests per model call.",

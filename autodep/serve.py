@@ -18,8 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from autodep.config import ServerConfig
-from autodep.errors import ConfigError, WorkerStartError
 from autodep.embedding import Autodep
+from autodep.errors import ConfigError, WorkerStartError
 
 log = logging.getLogger("autodep")
 

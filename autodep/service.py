@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
-
 from autodep.autoscale.manager import Autoscaler
-from autodep.codecs import Codec, Decoded, Options, Payload, codec_for
+from autodep.codecs import Codec, Options, Payload, codec_for
 from autodep.config import (
     ModelConfig,
     ServerConfig,
@@ -31,6 +29,7 @@ from autodep.config import (
 )
 from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
 from autodep.metrics import Metrics
+from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.worker.spec import WorkerSpec
@@ -90,7 +89,7 @@ class Service:
         """Start every model's minimum of workers; return when they are ready."""
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(
-            max_workers=max(2, cpu_count()), thread_name_prefix="autodep-codec"
+            max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
         # Boot the forkserver (it imports torch once) while the codecs load.
         prepared = loop.run_in_executor(self._executor, self._launcher.prepare)
@@ -145,31 +144,37 @@ class Service:
         """Run one input through a model; the same JSON-able result as POST /predict."""
         served = self.model(model)
         options = _options(top_n, threshold)
-        payload = Payload.of(data, content_type)
-        decoded = await self.decode(served, payload)
-        outputs = await self.infer(served, decoded.tensors)
-        return {"model": served.config.name, **await self.encode(served, outputs, decoded, options)}
+        inferred = await self.infer(served, Payload.of(data, content_type))
+        return {"model": served.config.name, **await self.encode(served, inferred, options)}
 
-    async def decode(self, served: ServedModel, payload: Payload) -> Decoded:
-        """A payload into model input tensors (in the codec thread pool)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, served.codec.decoder.decode, payload)
+    def admit(self, served: ServedModel) -> None:
+        """Raise now (503) if the model would refuse one more request.
 
-    async def infer(self, served: ServedModel, tensors: list[np.ndarray]) -> list[np.ndarray]:
-        """One request's input tensors through the model's pool."""
+        Front ends call it before they read a body, so that under overload a
+        refusal costs the server next to nothing.
+        """
         if not self._accepting:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
-        return await served.pool.infer(tensors)
+        served.pool.admit()
+
+    async def infer(self, served: ServedModel, item: Item) -> Inferred:
+        """One request through the model's pool: a payload (decoded in the worker) or tensors."""
+        self.admit(served)
+        if isinstance(item, Payload):
+            served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
+        return await served.pool.infer(item)
 
     async def encode(
-        self, served: ServedModel, outputs: list[np.ndarray], decoded: Decoded, options: Options
+        self, served: ServedModel, inferred: Inferred, options: Options
     ) -> dict[str, Any]:
         """Output tensors into the JSON-able result (off the loop unless cheap)."""
         encoder = served.codec.encoder
         if encoder.runs_inline:
-            return encoder.encode(outputs, decoded, options)
+            return encoder.encode(inferred.outputs, inferred.meta, options)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, encoder.encode, outputs, decoded, options)
+        return await loop.run_in_executor(
+            self._executor, encoder.encode, inferred.outputs, inferred.meta, options
+        )
 
     def model(self, name: str | None = None) -> ServedModel:
         """A served model by name; None means the only one."""
@@ -223,14 +228,7 @@ def _server_config(
 
 
 def _worker_spec(model: ModelConfig, codec: Codec, config: ServerConfig) -> WorkerSpec:
-    return WorkerSpec(
-        model=model.name,
-        path=str(model.path),
-        input=model.input,
-        output=model.output,
-        threads=config.settings_for(model).start_threads,
-        example=codec.decoder.example(),
-    )
+    return WorkerSpec.of(model, config.settings_for(model).start_threads, codec.decoder.example())
 
 
 def _options(top_n: Any, threshold: Any) -> Options:

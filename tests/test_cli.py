@@ -156,6 +156,7 @@ def test_a_broken_model_exits_non_zero(broken_model):
 
 
 def test_console_script_help():
-    result = subprocess.run(["autodep", "serve", "--help"], capture_output=True, text=True)
+    script = os.path.join(os.path.dirname(sys.executable), "autodep")  # installed beside python
+    result = subprocess.run([script, "serve", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--max-workers" in result.stdout

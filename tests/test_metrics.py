@@ -29,7 +29,7 @@ async def test_counts_move_with_requests(serve, slow_model):
 
     results = await asyncio.gather(*(server.predict(image_bytes("red")) for _ in range(6)))
     assert all(status == 200 for status, _, _ in results)
-    await server.predict(b"junk")  # a 400
+    await server.predict(b"junk")  # a 400, found by the worker that decodes it
 
     after = await scrape(server)
     ok = ("autodep_requests_total", (("code", "200"), ("model", "slow")))
@@ -38,10 +38,11 @@ async def test_counts_move_with_requests(serve, slow_model):
     assert after[bad] - before.get(bad, 0) == 1
     model = (("model", "slow"),)
     assert after[("autodep_request_duration_seconds_count", model)] == 7
-    assert after[("autodep_queue_wait_seconds_count", model)] == 6
+    assert after[("autodep_queue_wait_seconds_count", model)] == 7
     batches = after[("autodep_batch_size_count", model)]
     assert after[("autodep_compute_seconds_count", model)] == batches
-    assert after[("autodep_batch_size_sum", model)] == 6
+    assert after[("autodep_decode_seconds_count", model)] == batches
+    assert after[("autodep_batch_size_sum", model)] == 7
     assert batches < 6  # requests that queued behind a busy worker were batched
     assert after[("autodep_worker_restarts_total", model)] == 0
     assert after[("autodep_worker_startup_seconds_count", model)] == 1

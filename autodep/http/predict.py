@@ -16,6 +16,7 @@ async def predict(request: web.Request) -> web.Response:
     served = service.model(request.match_info.get("model"))  # 404 before reading the body
     top_n = _query_number(request, "top_n", int, 5)
     threshold = _query_number(request, "threshold", float, 0.5)
+    service.admit(served)  # 503 before reading the body: a refusal costs next to nothing
     payload = await read_payload(request, service.config.max_body)
     result = await service.predict(
         payload.data,

@@ -31,6 +31,7 @@ async def model_ready(request: web.Request) -> web.Response:
 async def infer(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     served = service.model(request.match_info["model"])
+    service.admit(served)  # 503 before reading the body
     body = await request.read()
     header_length = request.headers.get(HEADER_LENGTH)
     try:

@@ -2,18 +2,18 @@
 
 Data flow:
 
-    infer(inputs) ──► queue (deque of Pending, at most max_queue; full → 503)
+    infer(item) ──► queue (deque of Pending, at most max_queue; full → 503)
                           │  _dispatch(): while a worker is idle, take up to
                           │  max_batch_size requests as one batch
                           ▼
                     WorkerHandle.run(batch)
-                          │  tensors ──► shared in-buffer ──┐
-                          │  {"op": "run"} ──► socket ──────┤  worker process:
-                          │                                 ▼  model(batch)
-                          │  tensors ◄── shared out-buffer ─┤
-                          │  {"op": "result"} ◄── socket ◄──┘
+                          │  payload bytes / tensors ──► shared in-buffer ──┐
+                          │  {"op": "run"} ──► socket ──────────────────────┤  worker process:
+                          │                                                 ▼  decode, model(batch)
+                          │  tensors ◄── shared out-buffer ─────────────────┤
+                          │  {"op": "result"} ◄── socket ◄──────────────────┘
                           ▼
-            each request's future gets its own slice of the outputs
+            each request's future gets its own outputs (or its own decode error)
 
     The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
     starts or stops workers to match it, stopping only idle ones. A request for
@@ -28,11 +28,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from autodep.autoscale.policy import Observation
 from autodep.config import PoolSettings
@@ -48,6 +46,7 @@ from autodep.errors import (
 from autodep.metrics import Metrics
 from autodep.pool.batching import batch_to_take, threads_for_batch
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
+from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher
 from autodep.pool.shm import BufferOverflow
 from autodep.worker.spec import WorkerSpec
@@ -69,8 +68,8 @@ class ScalingEvent:
 
 @dataclass(eq=False)
 class Pending:
-    inputs: Sequence[np.ndarray]
-    future: asyncio.Future[list[np.ndarray]]
+    item: Item
+    future: asyncio.Future[Inferred]
     enqueued: float = field(default_factory=time.monotonic)
     attempts: int = 0
 
@@ -124,8 +123,8 @@ class ModelPool:
             if isinstance(result, BaseException):
                 raise result
 
-    async def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Queue one request's input tensors and wait for its output tensors."""
+    def admit(self) -> None:
+        """Raise now (503) if one more request would be refused: call it before reading a body."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; retry on another instance")
         if self.last_start_error is not None and not self.live:
@@ -135,7 +134,11 @@ class ModelPool:
                 f"model {self.name!r} has {len(self._queue)} requests waiting "
                 f"(max_queue={self.settings.max_queue}); retry later"
             )
-        pending = Pending(inputs, self._loop.create_future())
+
+    async def infer(self, item: Item) -> Inferred:
+        """Queue one request (a payload or input tensors) and wait for its outputs."""
+        self.admit()
+        pending = Pending(item, self._loop.create_future())
         self._arrivals += 1
         self._queue.append(pending)
         self._drained.clear()
@@ -237,7 +240,7 @@ class ModelPool:
             configured=self.settings.threads,
         )
         now = time.monotonic()
-        running = worker.run([p.inputs for p in batch], threads)
+        running = worker.run([p.item for p in batch], threads)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
         self._track(self._collect(worker, batch, running, now))
@@ -262,13 +265,17 @@ class ModelPool:
                     _fail(pending.future, exc)
         else:
             self._metrics.compute.labels(self.name).observe(result.compute_s)
-            per_request = result.compute_s / len(batch)
+            self._metrics.decode.labels(self.name).observe(result.decode_s)
+            per_request = (result.compute_s + result.decode_s) / len(batch)
             self.service_s = (
                 per_request if self.service_s is None else 0.8 * self.service_s + 0.2 * per_request
             )
-            for pending, outputs in zip(batch, result.outputs, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(outputs)
+            for pending, outcome in zip(batch, result.outcomes, strict=True):
+                if isinstance(outcome, Inferred):
+                    if not pending.future.done():
+                        pending.future.set_result(outcome)
+                else:
+                    _fail(pending.future, outcome)
         finally:
             self._in_flight -= len(batch)
             self._busy_s += time.monotonic() - max(started, self._observed_at)

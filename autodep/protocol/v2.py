@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autodep import __version__
-from autodep.codecs import Decoded, Options, Payload
+from autodep.codecs import Options, Payload
 from autodep.codecs.base import parse_json
 from autodep.errors import InvalidInput
+from autodep.pool.items import Inferred, Item
 
 if TYPE_CHECKING:
     from autodep.service import ServedModel, Service
@@ -229,9 +230,9 @@ async def infer(service: Service, served: ServedModel, request: InferRequest) ->
         raise InvalidInput(
             f"model {served.config.name!r} takes one input, got {len(request.inputs)}"
         )
-    decoded = await _decode(service, served, request.inputs[0])
-    outputs = await asyncio.gather(*(service.infer(served, d.tensors) for d in decoded))
-    tensors = await _outputs(service, served, request, decoded, list(outputs))
+    items = _items(served, request.inputs[0])
+    inferred = await asyncio.gather(*(service.infer(served, item) for item in items))
+    tensors = await _outputs(service, served, request, list(inferred))
     response: dict[str, Any] = {
         "model_name": served.config.name,
         "model_version": "1",
@@ -242,12 +243,12 @@ async def infer(service: Service, served: ServedModel, request: InferRequest) ->
     return response
 
 
-async def _decode(service: Service, served: ServedModel, tensor: Tensor) -> list[Decoded]:
+def _items(served: ServedModel, tensor: Tensor) -> list[Item]:
+    """The input's items: encoded ones as payloads (decoded in the worker), or tensors."""
     kind = served.config.input
     if tensor.datatype == "BYTES":
         assert isinstance(tensor.data, list)
-        payloads = [_payload(kind, item, tensor.name) for item in tensor.data]
-        return list(await asyncio.gather(*(service.decode(served, p) for p in payloads)))
+        return [_payload(kind, item, tensor.name) for item in tensor.data]
     if kind == "text":
         raise InvalidInput("a text model takes BYTES input (UTF-8 strings)")
     array = tensor.data
@@ -263,7 +264,7 @@ async def _decode(service: Service, served: ServedModel, tensor: Tensor) -> list
                 f"got {list(array.shape[1:])}"
             )
         array = array.astype(dtype, copy=False)
-    return [Decoded([np.ascontiguousarray(item)]) for item in array]
+    return [[np.ascontiguousarray(item)] for item in array]
 
 
 def _payload(kind: str, item: bytes, name: str) -> Payload:
@@ -279,8 +280,7 @@ async def _outputs(
     service: Service,
     served: ServedModel,
     request: InferRequest,
-    decoded: list[Decoded],
-    outputs: list[list[np.ndarray]],
+    inferred: list[Inferred],
 ) -> list[dict[str, Any]]:
     kind = served.config.output
     name = model_metadata(served)["outputs"][0]["name"]
@@ -297,10 +297,7 @@ async def _outputs(
             if kind != "classification":
                 raise InvalidInput("the classification extension needs a classification model")
             options = Options(top_n=wanted.classification)
-            results = [
-                await service.encode(served, out, dec, options)
-                for out, dec in zip(outputs, decoded, strict=True)
-            ]
+            results = [await service.encode(served, one, options) for one in inferred]
             strings = [
                 [f"{p['score']:f}:{p['index']}:{p['label']}".encode() for p in r["predictions"]]
                 for r in results
@@ -312,12 +309,12 @@ async def _outputs(
             threshold = float(request.parameters.get("threshold", 0.5))
             options = Options(threshold=threshold)
             items = [
-                json.dumps((await service.encode(served, out, dec, options))["detections"]).encode()
-                for out, dec in zip(outputs, decoded, strict=True)
+                json.dumps((await service.encode(served, one, options))["detections"]).encode()
+                for one in inferred
             ]
             tensors.append(_bytes_tensor(name, [len(items)], items, binary))
         else:
-            tensors.append(_numeric_tensor(name, [out[0] for out in outputs], binary))
+            tensors.append(_numeric_tensor(name, [one.outputs[0] for one in inferred], binary))
     return tensors
 
 
