@@ -14,7 +14,10 @@ the same time: rounds alternate (in-process first, then HTTP first, ...); each
 side's p50 is taken per round and the table shows medians over the rounds.
 The model call is also timed on both sides (in the worker from /metrics), and
 the time outside it reported, since on a loaded machine the model call varies
-by more than the overhead being judged.
+by more than the overhead being judged. The server's own histograms split a
+request into its parts: decode and model call in the worker, queue wait, the
+rest of the handler (shared memory, socket round trip, encode, JSON), and what
+lies outside the handler (HTTP parsing and writing, loopback, the client).
 
     python -m bench.latency [--quick] [--rounds R] [--requests N] [--warmup W]
 """
@@ -55,7 +58,8 @@ PARAMS = [
     Param("warmup", 10, 5, "untimed requests per side first"),
 ]
 TARGET_MS = 1.0  # issue 11: HTTP p50 within this of the in-process p50
-COMPUTE = re.compile(r"^autodep_compute_seconds_(sum|count)\{[^}]*\} (\S+)$", re.MULTILINE)
+HISTOGRAM = re.compile(r"^autodep_(\w+)_seconds_(sum|count)\{[^}]*\} (\S+)$", re.MULTILINE)
+PARTS = ("request_duration", "queue_wait", "decode", "compute")  # the server's histograms
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Round:
     latency: Summary
     mean: float  # mean request time, seconds
     mean_model: float  # mean model call, seconds
+    parts: dict[str, float] | None = None  # server histograms' means, seconds (HTTP side)
 
     @property
     def outside_model(self) -> float:
@@ -81,17 +86,27 @@ def time_in_process(pipeline: InProcess, jpeg: bytes, count: int) -> Round:
     return Round(Summary.of(samples), sum(samples) / count, model_s / count)
 
 
-def compute_totals(url: str) -> tuple[float, float]:
-    """The workers' model-call seconds and count so far, from /metrics."""
+def histogram_totals(url: str) -> dict[tuple[str, str], float]:
+    """(histogram, "sum" | "count") -> value so far, from the server's /metrics."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         text = response.read().decode()
-    found = {kind: float(value) for kind, value in COMPUTE.findall(text)}
-    return found.get("sum", 0.0), found.get("count", 0.0)
+    return {(name, kind): float(value) for name, kind, value in HISTOGRAM.findall(text)}
+
+
+def part_means(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+) -> dict[str, float]:
+    """Mean seconds per request of each part between two scrapes (one request per batch)."""
+
+    def delta(key: tuple[str, str]) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {name: delta((name, "sum")) / max(1.0, delta((name, "count"))) for name in PARTS}
 
 
 async def time_http(url: str, jpeg: bytes, count: int) -> Round:
     address = urlsplit(url)
-    before = compute_totals(url)
+    before = histogram_totals(url)
     result = await closed_loop(
         address.hostname or "127.0.0.1",
         address.port or 80,
@@ -103,10 +118,9 @@ async def time_http(url: str, jpeg: bytes, count: int) -> Round:
     )
     if result.statuses.get(200) != count:
         raise RuntimeError(f"not every request answered 200: {result.statuses}")
-    after = compute_totals(url)
-    calls = max(1.0, after[1] - before[1])
+    parts = part_means(before, histogram_totals(url))
     samples = result.latencies
-    return Round(Summary.of(samples), sum(samples) / count, (after[0] - before[0]) / calls)
+    return Round(Summary.of(samples), sum(samples) / count, parts["compute"], parts)
 
 
 def measure(
@@ -151,6 +165,7 @@ def report(resize: int, local: list[Round], remote: list[Round]) -> None:
             ],
         ],
     )
+    breakdown(remote)
     paired = [r.latency.median - x.latency.median for r, x in zip(remote, local, strict=True)]
     overhead = (p50[1] - p50[0]) * 1e3
     print(
@@ -158,6 +173,26 @@ def report(resize: int, local: list[Round], remote: list[Round]) -> None:
         f"{min(paired) * 1e3:+.2f} to {max(paired) * 1e3:+.2f} ms); target within "
         f"{TARGET_MS:g} ms: {'met' if overhead <= TARGET_MS else 'NOT met'}"
     )
+
+
+def breakdown(remote: list[Round]) -> None:
+    """Where an HTTP request's time goes, from the server's histograms (medians of rounds)."""
+    parts = {n: median([r.parts[n] for r in remote if r.parts]) for n in PARTS}
+    mean = median([r.mean for r in remote])
+    handler_rest = parts["request_duration"] - parts["queue_wait"] - parts["decode"]
+    handler_rest -= parts["compute"]
+    rows = [
+        ["decode in the worker", ms(parts["decode"])],
+        ["model call in the worker", ms(parts["compute"])],
+        ["queue wait", ms(parts["queue_wait"])],
+        ["rest of the handler: shm, socket round trip, encode, JSON", ms(handler_rest)],
+        [
+            "outside the handler: HTTP parse/write, loopback, client",
+            ms(mean - parts["request_duration"]),
+        ],
+        ["whole request (client's mean)", ms(mean)],
+    ]
+    print_table(["HTTP request, mean per part", "ms"], rows)
 
 
 def main() -> None:
