@@ -50,6 +50,20 @@ def broken_model(model_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def gated_model(tmp_path: Path) -> tuple[Path, models.Gate]:
+    """A `GatedColorNet` model file ("gated") and the gate that holds its requests."""
+    gate = models.Gate(tmp_path / "gate")
+    return models.save(models.GatedColorNet(str(gate.path)), tmp_path / "gated.pt"), gate
+
+
+@pytest.fixture
+def gated(gated_model: tuple[Path, models.Gate], serve: Any) -> Iterator[tuple[Path, models.Gate]]:
+    """`gated_model` for `serve`: it is torn down first, so the gate opens before shutdown."""
+    yield gated_model
+    gated_model[1].open()
+
+
 class Server:
     """A running Autodep behind a real aiohttp site on 127.0.0.1, port 0."""
 
