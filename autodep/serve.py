@@ -18,8 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from autodep.config import ServerConfig
-from autodep.errors import ConfigError, WorkerStartError
 from autodep.embedding import Autodep
+from autodep.errors import ConfigError, WorkerStartError
+from autodep.pool.launcher import stop_helpers
 
 log = logging.getLogger("autodep")
 
@@ -83,6 +84,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 async def serve(config: ServerConfig) -> int:
     """Run until a signal, then shut down in order. Returns the exit code."""
+    try:
+        return await _serve(config)
+    finally:
+        # 5. Stop the forkserver and the resource tracker: exit only after every child.
+        await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
+        log.info("stopped")
+
+
+async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -112,7 +122,6 @@ async def serve(config: ServerConfig) -> int:
     await service.shutdown()
     # 4. Close the listening socket and the idle connections.
     await runner.cleanup()
-    log.info("stopped")
     return 0
 
 

@@ -92,22 +92,35 @@ def _proc(pid: int) -> psutil.Process | None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, slow_model, signum):
-    server = cli("--model", str(slow_model), "--max-workers", "1")
-    assert server.request("/predict", image_bytes("blue"))[1]["predictions"][0]["label"] == "blue"
-    pids = server.worker_pids()
+def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, gated_model, signum):
+    model, gate = gated_model
+    server = cli("--model", str(model), "--max-workers", "1", "--max-batch-size", "1")
     with ThreadPoolExecutor(4) as pool:
-        in_flight = [pool.submit(server.request, "/predict", image_bytes("red")) for _ in range(3)]
-        deadline = time.monotonic() + 30
-        while server.request("/status")[1]["models"]["slow"]["queue_depth"] < 2:
-            assert time.monotonic() < deadline, "requests never queued"
+        in_flight = [pool.submit(server.request, "/predict", image_bytes("red"))]
+        wait_until(lambda: gate.entered == 1)  # the first is inside the model: the rest queue
+        in_flight += [pool.submit(server.request, "/predict", image_bytes("blue")) for _ in "ab"]
+        wait_until(lambda: server.request("/status")[1]["models"]["gated"]["queue_depth"] == 2)
+        children = psutil.Process(server.process.pid).children(recursive=True)
+        assert len(children) >= 2  # the forkserver and the worker, at least
         server.process.send_signal(signum)
+        gate.open()
         answers = [f.result() for f in in_flight]
     assert [status for status, _ in answers] == [200, 200, 200]
+    assert [body["predictions"][0]["label"] for _, body in answers] == ["red", "blue", "blue"]
+    server.process.wait(60)
+    # At the moment the server has exited, nothing it started is left, not even as a zombie.
+    assert [p.pid for p in children if p.is_running()] == []
     code, log = server.finish()
     assert code == 0, log
     assert "stopped" in log
-    assert gone(pids)
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    """Poll a condition that, once true, stays true, failing after a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)  # pacing the probe
 
 
 def test_no_orphans_after_the_server_is_killed(cli, color_model):
