@@ -254,11 +254,20 @@ def _check_files(models: list[ModelConfig], source: Path) -> None:
 
 
 def _describe(exc: ValidationError) -> str:
+    """Each error as `field: what is wrong, not <the value given>`."""
     parts = []
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "entry"
-        parts.append(f"{field}: {error['msg']}")
+        given = error.get("input")
+        # A missing field has no value, and a model-level check gets the whole entry.
+        shows_value = error["type"] != "missing" and error["loc"] and not isinstance(given, dict)
+        value = f", not {_shorten(repr(given))}" if shows_value else ""
+        parts.append(f"{field}: {error['msg']}{value}")
     return "; ".join(parts)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_config(**fields: Any) -> ServerConfig:
