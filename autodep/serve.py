@@ -42,6 +42,8 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    ("--auth-token", str, "a bearer token every route but /v2/health/* then needs"),
+    ("--auth-token-file", str, "a file holding the bearer token (instead of --auth-token)"),
 ]
 
 

@@ -44,10 +44,15 @@ class CliServer:
         self.process.kill()
         raise AssertionError("server did not start:\n" + "".join(self.log))
 
-    def request(self, path: str, body: bytes | None = None, ctype: str = "image/jpeg"):
-        request = urllib.request.Request(
-            self.url + path, data=body, headers={"Content-Type": ctype} if body else {}
-        )
+    def request(
+        self,
+        path: str,
+        body: bytes | None = None,
+        ctype: str = "image/jpeg",
+        headers: dict[str, str] | None = None,
+    ):
+        headers = {**({"Content-Type": ctype} if body else {}), **(headers or {})}
+        request = urllib.request.Request(self.url + path, data=body, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -138,6 +143,20 @@ def test_flags_come_from_environment_variables(cli, color_model):
     assert body["models"]["colors"]["max_workers"] == 3
     server.process.send_signal(signal.SIGTERM)
     assert server.finish()[0] == 0
+
+
+def test_the_auth_token_comes_from_the_environment(cli, color_model):
+    server = cli("--model", str(color_model), env={"AUTODEP_AUTH_TOKEN": "from-env"})
+    status, body = server.request("/predict", image_bytes("green"))
+    assert status == 401 and "bearer token" in body["error"]
+    assert server.request("/v2/health/ready") == (200, {"ready": True})
+    status, body = server.request(
+        "/predict", image_bytes("green"), headers={"Authorization": "Bearer from-env"}
+    )
+    assert (status, body["predictions"][0]["label"]) == (200, "green")
+    server.process.send_signal(signal.SIGTERM)
+    code, log = server.finish()
+    assert code == 0 and "from-env" not in log
 
 
 @pytest.mark.parametrize(
