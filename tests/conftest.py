@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -136,13 +137,20 @@ def shm_entries() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    """Every test leaves no worker process and no shared-memory segment behind."""
+@contextlib.contextmanager
+def checked_for_leftovers() -> Iterator[None]:
+    """No worker process and no shared-memory segment made inside the block outlives it."""
     shm_before = shm_entries()
     yield
     assert worker_pids() == set(), "worker processes outlived the test"
     assert shm_entries() - shm_before == set(), "shared-memory segments outlived the test"
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Every test leaves no worker process and no shared-memory segment behind."""
+    with checked_for_leftovers():
+        yield
 
 
 def free_port() -> int:
