@@ -12,13 +12,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SECRET_FIELDS = frozenset({"auth_token"})  # never echoed in an error message
 
 
 def cpu_count() -> int:
@@ -125,7 +134,33 @@ class ServerConfig(_Strict):
     target_utilisation: float = Field(default=0.8, gt=0, le=1)
     upscale_window: float = Field(default=2.0, gt=0)
     tick: float = Field(default=1.0, gt=0)
+    # A bearer token every route but /v2/health/* then needs; given, or read from a file.
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
     models: tuple[ModelConfig, ...] = ()
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("the token must not be empty")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_token_file(cls, fields: Any) -> Any:
+        if not isinstance(fields, dict) or fields.get("auth_token_file") is None:
+            return fields
+        if fields.get("auth_token") is not None:
+            raise ValueError("give auth_token or auth_token_file, not both")
+        path = Path(fields["auth_token_file"])
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"auth_token_file: cannot read {path}: {exc.strerror}") from None
+        if not token:
+            raise ValueError(f"auth_token_file: {path} is empty")
+        return {**fields, "auth_token": token}
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServerConfig:
@@ -254,11 +289,27 @@ def _check_files(models: list[ModelConfig], source: Path) -> None:
 
 
 def _describe(exc: ValidationError) -> str:
+    """Each error as `field: what is wrong, not <the value given>`."""
     parts = []
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "entry"
-        parts.append(f"{field}: {error['msg']}")
+        given = error.get("input")
+        # A missing field has no value, a model-level check gets the whole entry,
+        # and a secret is not repeated.
+        shows_value = (
+            error["type"] != "missing"
+            and error["loc"]
+            and not isinstance(given, dict)
+            and field not in SECRET_FIELDS
+        )
+        value = f", not {_shorten(repr(given))}" if shows_value else ""
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}{value}")
     return "; ".join(parts)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_config(**fields: Any) -> ServerConfig:

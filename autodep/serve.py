@@ -20,6 +20,7 @@ from aiohttp import web
 from autodep.config import ServerConfig
 from autodep.embedding import Autodep
 from autodep.errors import ConfigError, WorkerStartError
+from autodep.pool.launcher import stop_helpers
 
 log = logging.getLogger("autodep")
 
@@ -41,6 +42,8 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    ("--auth-token", str, "a bearer token every route but /v2/health/* then needs"),
+    ("--auth-token-file", str, "a file holding the bearer token (instead of --auth-token)"),
 ]
 
 
@@ -83,6 +86,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 async def serve(config: ServerConfig) -> int:
     """Run until a signal, then shut down in order. Returns the exit code."""
+    try:
+        return await _serve(config)
+    finally:
+        # 5. Stop the forkserver and the resource tracker: exit only after every child.
+        await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
+        log.info("stopped")
+
+
+async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -112,7 +124,6 @@ async def serve(config: ServerConfig) -> int:
     await service.shutdown()
     # 4. Close the listening socket and the idle connections.
     await runner.cleanup()
-    log.info("stopped")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -48,6 +49,20 @@ def broken_model(model_dir: Path) -> Path:
     path = model_dir / "broken.pt"
     path.write_text("this is not a TorchScript archive\n")
     return path
+
+
+@pytest.fixture
+def gated_model(tmp_path: Path) -> tuple[Path, models.Gate]:
+    """A `GatedColorNet` model file ("gated") and the gate that holds its requests."""
+    gate = models.Gate(tmp_path / "gate")
+    return models.save(models.GatedColorNet(str(gate.path)), tmp_path / "gated.pt"), gate
+
+
+@pytest.fixture
+def gated(gated_model: tuple[Path, models.Gate], serve: Any) -> Iterator[tuple[Path, models.Gate]]:
+    """`gated_model` for `serve`: it is torn down first, so the gate opens before shutdown."""
+    yield gated_model
+    gated_model[1].open()
 
 
 class Server:
@@ -122,13 +137,20 @@ def shm_entries() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    """Every test leaves no worker process and no shared-memory segment behind."""
+@contextlib.contextmanager
+def checked_for_leftovers() -> Iterator[None]:
+    """No worker process and no shared-memory segment made inside the block outlives it."""
     shm_before = shm_entries()
     yield
     assert worker_pids() == set(), "worker processes outlived the test"
     assert shm_entries() - shm_before == set(), "shared-memory segments outlived the test"
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Every test leaves no worker process and no shared-memory segment behind."""
+    with checked_for_leftovers():
+        yield
 
 
 def free_port() -> int:

@@ -85,7 +85,7 @@ def parse_json(data: bytes, what: str) -> Any:
     """``data`` as JSON, or a 400 saying the ``what`` is not JSON."""
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: too deep
         raise InvalidInput(f"invalid JSON {what}: {exc}") from None
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from autodep.http import health, predict, v2
+from autodep.http.auth import require_token
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
 from autodep.http.metrics import count_requests, metrics
@@ -16,11 +18,12 @@ if TYPE_CHECKING:
 
 
 def build_app(service: Service) -> web.Application:
-    app = web.Application(
-        client_max_size=service.config.max_body,
-        # The counter sits outside the error middleware, so it sees every final status.
-        middlewares=[count_requests, json_errors],
-    )
+    # The counter sits outside the error middleware, so it sees every final status.
+    middlewares: list[Middleware] = [count_requests, json_errors]
+    token = service.config.auth_token
+    if token is not None:
+        middlewares.append(require_token(token.get_secret_value()))
+    app = web.Application(client_max_size=service.config.max_body, middlewares=middlewares)
     app[SERVICE] = service
     app.add_routes(
         [

@@ -151,13 +151,21 @@ class WorkerHandle:
         outputs = [self._outputs.read(TensorSpec.from_wire(s)) for s in answer["tensors"]]
         return Inferred(outputs, answer["meta"])
 
-    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Ask the worker to leave; terminate, then kill it if it does not."""
-        if self.state is WorkerState.EXITED:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> Coroutine[Any, Any, None]:
+        """Ask the worker to leave now; the coroutine terminates, then kills it if it stays.
+
+        The worker is STOPPING from this call on, so the pool cannot hand it a
+        batch between the decision to stop it and the first await.
+        """
+        if self.state is not WorkerState.EXITED:
+            self.state = WorkerState.STOPPING
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(messages.pack({"op": "stop"}))
+        return self._until_exited(timeout)
+
+    async def _until_exited(self, timeout: float) -> None:
+        if self._exited.done() or self._process is None:
             return
-        self.state = WorkerState.STOPPING
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(messages.pack({"op": "stop"}))
         for escalate in (self._terminate, self._kill):
             try:
                 await asyncio.wait_for(asyncio.shield(self._exited), timeout)

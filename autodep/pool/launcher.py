@@ -25,7 +25,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import socket
-from multiprocessing import context, popen_forkserver, reduction, spawn, util
+from multiprocessing import context, popen_forkserver, reduction, resource_tracker, spawn, util
 from typing import Any, Literal, Protocol
 
 from autodep.pool.shm import SharedBuffer
@@ -139,3 +139,17 @@ class ProcessLauncher:
         )
         process.start()
         return process
+
+
+def stop_helpers() -> None:
+    """Stop this process's forkserver and resource tracker, and wait until both are gone.
+
+    Both leave by themselves once this process has exited, but only a moment
+    later (the forkserver has torch to tear down). A program that owns the
+    whole process, such as `autodep.serve`, calls this after its workers have
+    stopped so that it exits only when every process it started is gone. An
+    embedding app must not: other code in it may still use the forkserver.
+    Blocking; the stdlib's own stop methods (private, stable since 3.8).
+    """
+    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]

@@ -17,9 +17,14 @@ Data flow:
 
     The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
     starts or stops workers to match it, stopping only idle ones. A request for
-    a model with no worker starts one at once (cold start). Dead workers are
-    replaced. A batch whose worker died goes back to the head of the queue
-    once; its requests fail if it kills a second worker.
+    a model with no worker starts one at once (cold start).
+
+    A worker's death (`_on_worker_exit`, called once the handle has seen both
+    the process sentinel and the end of its socket) puts the batch it was
+    running back at the head of the queue, before anything else is dispatched,
+    and starts exactly one replacement. A request that was in a dead batch runs
+    alone from then on, so that a request which itself kills workers is found
+    out: it is failed once it has died MAX_ATTEMPTS times, the last one alone.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from autodep.worker.spec import WorkerSpec
 log = logging.getLogger(__name__)
 
 SCALING_HISTORY = 20  # scaling decisions kept for /status
-MAX_ATTEMPTS = 2  # a request that takes down two workers is failed, not retried forever
+MAX_ATTEMPTS = 2  # a request in two deaths, the last one alone, is failed, not retried forever
 RESTART_BACKOFF = (0.5, 30.0)  # seconds: first and longest wait before restarting a failing model
 
 
@@ -71,7 +76,12 @@ class Pending:
     item: Item
     future: asyncio.Future[Inferred]
     enqueued: float = field(default_factory=time.monotonic)
-    attempts: int = 0
+    attempts: int = 0  # deaths of workers that were running this request
+
+    @property
+    def suspect(self) -> bool:
+        """It was in a batch whose worker died: it runs alone until it is answered."""
+        return self.attempts > 0
 
 
 class ModelPool:
@@ -91,6 +101,7 @@ class ModelPool:
         # at once (503 + Retry-After) instead of piling up latency for everyone.
         self._queue: deque[Pending] = deque()
         self._workers: list[WorkerHandle] = []
+        self._running: dict[WorkerHandle, list[Pending]] = {}  # the batch each busy worker has
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._drained = asyncio.Event()
@@ -98,7 +109,9 @@ class ModelPool:
         self._restart_timer: asyncio.TimerHandle | None = None
         self._backoff = RESTART_BACKOFF[0]
         self.last_start_error: WorkerStartError | None = None
-        self.restarts = 0
+        self.restarts = 0  # workers that died unasked and were replaced
+        self.started = 0  # workers that became ready
+        self.retried = 0  # requests put back in the queue by a worker's death
         self.desired = settings.min_workers
         self.scaling_events: deque[ScalingEvent] = deque(maxlen=SCALING_HISTORY)
         self.scale_ups = self.scale_downs = 0
@@ -117,7 +130,7 @@ class ModelPool:
 
     async def start(self) -> None:
         """Start min_workers and wait until they are ready (raises if one fails)."""
-        starts = [self._spawn() for _ in range(self.settings.min_workers)]
+        starts = [self._start(self._new_worker()) for _ in range(self.settings.min_workers)]
         results = await asyncio.gather(*starts, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -154,6 +167,12 @@ class ModelPool:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def retrying(self) -> int:
+        """Requests put back in the queue by a worker's death and not answered yet."""
+        running = (p for batch in self._running.values() for p in batch)
+        return sum(1 for p in (*self._queue, *running) if p.suspect and not p.future.done())
 
     @property
     def workers(self) -> list[WorkerHandle]:
@@ -210,7 +229,7 @@ class ModelPool:
                 if self._batch_timer is None:
                     self._batch_timer = self._loop.call_later(wait, self._on_batch_timer)
                 break
-            self._run(worker, [self._queue.popleft() for _ in range(count)])
+            self._run(worker, self._take(count))
         self._cold_start()
         self._check_drained()
 
@@ -223,6 +242,15 @@ class ModelPool:
         while self._queue and self._queue[0].future.done():
             self._queue.popleft()
         return bool(self._queue)
+
+    def _take(self, count: int) -> list[Pending]:
+        """Up to count requests from the head; a suspect goes alone."""
+        if self._queue[0].suspect:
+            return [self._queue.popleft()]
+        batch: list[Pending] = []
+        while self._queue and len(batch) < count and not self._queue[0].suspect:
+            batch.append(self._queue.popleft())
+        return batch
 
     def _idle_worker(self) -> WorkerHandle | None:
         """The most recently used idle worker, so that the others can time out."""
@@ -243,6 +271,7 @@ class ModelPool:
         running = worker.run([p.item for p in batch], threads)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
+        self._running[worker] = batch
         self._track(self._collect(worker, batch, running, now))
 
     async def _collect(
@@ -254,16 +283,16 @@ class ModelPool:
     ) -> None:
         try:
             result = await running
-        except BufferOverflow as exc:
-            for pending in batch:
-                _fail(pending.future, PayloadTooLarge(str(exc)))
-        except WorkerError as exc:
-            if worker.state is WorkerState.EXITED:
-                self._retry(batch, exc)
-            else:
+        except Exception as exc:
+            # A dead worker's batch is already back in the queue (`_on_worker_exit`
+            # ran before this coroutine could resume): only a live worker's
+            # failure, such as an exception the model raised, fails the batch.
+            if self._running.pop(worker, None) is not None:
+                error = PayloadTooLarge(str(exc)) if isinstance(exc, BufferOverflow) else exc
                 for pending in batch:
-                    _fail(pending.future, exc)
+                    _fail(pending.future, error)
         else:
+            self._running.pop(worker, None)
             self._metrics.compute.labels(self.name).observe(result.compute_s)
             self._metrics.decode.labels(self.name).observe(result.decode_s)
             per_request = (result.compute_s + result.decode_s) / len(batch)
@@ -282,15 +311,27 @@ class ModelPool:
             self._reconcile()
             self._dispatch()
 
-    def _retry(self, batch: list[Pending], error: WorkerError) -> None:
+    def _retry(self, batch: list[Pending], error: WorkerError, crashed: bool) -> None:
+        """Put a dead worker's batch back at the head of the queue, in its order.
+
+        Only a crash counts against the requests: a worker that was asked to
+        stop (and left with their batch) says nothing about them.
+        """
+        alone = len(batch) == 1
         again = []
         for pending in batch:
-            pending.attempts += 1
-            if pending.attempts < MAX_ATTEMPTS:
-                again.append(pending)
-            else:
+            if pending.future.done():
+                continue
+            if crashed:
+                pending.attempts += 1
+            if alone and pending.attempts >= MAX_ATTEMPTS:
                 _fail(pending.future, error)
+            else:
+                again.append(pending)
         self._queue.extendleft(reversed(again))
+        self.retried += len(again)
+        if again:
+            self._drained.clear()
 
     def _fail_queued(self, error: Exception) -> None:
         while self._queue:
@@ -364,16 +405,24 @@ class ModelPool:
             self._restart_timer = self._loop.call_later(delay, self._after_backoff)
             return
         for _ in range(count):
-            self._track(self._spawn())
+            self._track(self._start(self._new_worker()))
 
     def _after_backoff(self) -> None:
         self._restart_timer = None
         self.last_start_error = None
         self._reconcile()
 
-    async def _spawn(self) -> None:
+    def _new_worker(self) -> WorkerHandle:
+        """A handle counted as live (starting) at once, before its process exists.
+
+        Counting it now, not when its start task first runs, is what keeps a
+        second `_reconcile` in the same loop iteration from starting another.
+        """
         worker = WorkerHandle(self.spec, self._launcher, self._on_worker_exit)
         self._workers.append(worker)
+        return worker
+
+    async def _start(self, worker: WorkerHandle) -> None:
         try:
             await worker.start()
         except WorkerStartError as exc:
@@ -381,9 +430,12 @@ class ModelPool:
             raise
         except BaseException:
             worker.kill()
+            if worker.pid is None:  # no process was made, so no exit will remove it
+                self._workers.remove(worker)
             raise
         self.last_start_error = None
         self._backoff = RESTART_BACKOFF[0]
+        self.started += 1
         self._metrics.startup.labels(self.name).observe(worker.startup_s or 0.0)
         log.info(
             "model %r: worker %s ready in %.2f s", self.name, worker.pid, worker.startup_s or 0
@@ -398,15 +450,29 @@ class ModelPool:
             self._fail_queued(Unavailable(f"{error.message}; fix the model and retry"))
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
+        """A worker is gone (its sentinel fired and its socket ended, in either order)."""
         self._workers.remove(worker)
+        lost = self._running.pop(worker, None)
+        error = WorkerError(
+            f"model {self.name!r}: worker process died (exit code {worker.exitcode}) "
+            "while running this request"
+        )
         if self._closing:
+            for pending in lost or ():
+                _fail(pending.future, error)
             self._check_drained()
             return
         if worker.crashed and worker.startup_s is not None:
             self.restarts += 1
             log.warning(
-                "model %r: worker %s died (exit code %s)", self.name, worker.pid, worker.exitcode
+                "model %r: worker %s died (exit code %s)%s",
+                self.name,
+                worker.pid,
+                worker.exitcode,
+                f"; {len(lost)} requests go back to the head of the queue" if lost else "",
             )
+        if lost:
+            self._retry(lost, error, worker.crashed)
         self._reconcile()
         self._dispatch()
 

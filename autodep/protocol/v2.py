@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -123,14 +124,25 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         inputs.append(tensor)
     if len(binary):
         raise InvalidInput(f"{len(binary)} bytes of binary data belong to no input")
-    outputs = [_requested_output(o) for o in header.get("outputs") or []]
+    requested = header.get("outputs") or []
+    if not isinstance(requested, list):
+        raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
+    outputs = [_requested_output(o) for o in requested]
     request_id = header.get("id")
     return InferRequest(
         inputs,
         outputs,
         None if request_id is None else str(request_id),
-        header.get("parameters") or {},
+        _parameters(header, "the request"),
     )
+
+
+def _parameters(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """The optional "parameters" object of a request, an input or an output."""
+    parameters = spec.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f'{where}: "parameters" must be an object')
+    return parameters
 
 
 def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
@@ -141,13 +153,13 @@ def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
-    if datatype != "BYTES" and datatype not in NUMERIC:
+    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC):
         raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}")
-    parameters = spec.get("parameters") or {}
+    parameters = _parameters(spec, f"input {name!r}")
     size = parameters.get("binary_data_size")
-    count = int(np.prod(shape))
+    count = math.prod(shape)  # exact: a huge shape cannot overflow into a small count
     if size is not None:
-        if not isinstance(size, int) or size < 0 or size > len(binary):
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(binary):
             raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
         raw = binary[:size]
         data = _bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
@@ -187,7 +199,10 @@ def _bytes_elements(raw: memoryview, name: str) -> list[bytes]:
 
 
 def _json_data(data: Any, datatype: str, name: str) -> np.ndarray | list[bytes]:
-    flat = _flatten(data)
+    try:
+        flat = _flatten(data)
+    except RecursionError:
+        raise InvalidInput(f"input {name!r}: data is nested too deeply") from None
     if datatype == "BYTES":
         if not all(isinstance(x, str) for x in flat):
             raise InvalidInput(f"input {name!r}: BYTES data must be strings")
@@ -207,7 +222,7 @@ def _flatten(data: Any) -> list[Any]:
 def _requested_output(spec: Any) -> RequestedOutput:
     if not isinstance(spec, dict) or "name" not in spec:
         raise InvalidInput("each requested output must be an object with a name")
-    parameters = spec.get("parameters") or {}
+    parameters = _parameters(spec, f"output {spec['name']!r}")
     classification = parameters.get("classification")
     if classification is not None and (
         not isinstance(classification, int)
@@ -306,8 +321,12 @@ async def _outputs(
             flat = [s for row in strings for s in row + [b""] * (width - len(row))]
             tensors.append(_bytes_tensor(name, [len(strings), width], flat, binary))
         elif kind == "detection":
-            threshold = float(request.parameters.get("threshold", 0.5))
-            options = Options(threshold=threshold)
+            threshold = request.parameters.get("threshold", 0.5)
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                raise InvalidInput(f"parameters.threshold must be a number, not {threshold!r}")
+            if not 0 <= threshold <= 1:
+                raise InvalidInput(f"parameters.threshold must be between 0 and 1, not {threshold}")
+            options = Options(threshold=float(threshold))
             items = [
                 json.dumps((await service.encode(served, one, options))["detections"]).encode()
                 for one in inferred
