@@ -73,3 +73,7 @@ class WorkerStartError(WorkerError):
 
 class ConfigError(AutodepError):
     """The server or model configuration is invalid (raised before any worker starts)."""
+
+
+class OptimizeError(WorkerStartError):
+    """The optimizer could not run its search, or the variant asked for is not usable."""

@@ -41,6 +41,9 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    ("--optimize", str, "auto (cached, else search first), off, or a candidate's name"),
+    ("--optimize-budget", float, "seconds a model's optimization search may take (default 300)"),
+    ("--cache-dir", str, "where optimization results are kept (default ~/.cache/autodep)"),
 ]
 
 

@@ -1,0 +1,96 @@
+"""Which variant of each model the workers load: resolved before the model's pool starts.
+
+`off` serves the file as given; `auto` takes the cached search result, or searches first
+(within the model's budget); a candidate's name serves that candidate if it prepares and
+passes the accuracy gate, and refuses to start otherwise. Blocking (file hashing, maybe a
+search in a child process): the service runs it in an executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autodep.config import ModelConfig, ServerConfig
+from autodep.errors import OptimizeError
+from autodep.optimize import cache
+from autodep.optimize.candidates import AS_GIVEN
+from autodep.optimize.result import Result
+from autodep.optimize.search import DEFAULT_CANDIDATES, import_candidates, job_for, run
+from autodep.worker.spec import VariantSpec
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    result: Result | None = None  # None: not optimized (mode off)
+    entry: Path | None = None  # the cache entry of the result
+    from_cache: bool = False
+
+    def spec(self, threads: int, candidates: str = DEFAULT_CANDIDATES) -> VariantSpec | None:
+        """What a worker loads; None for the file as given."""
+        if self.name == AS_GIVEN or self.result is None or self.entry is None:
+            return None
+        candidate = next(c for c in import_candidates(candidates) if c.name == self.name)
+        artifact = self.result.row(self.name).artifact
+        assert artifact is not None  # a chosen candidate passed the gate, so it has one
+        return VariantSpec(
+            name=self.name,
+            load=candidate.load,
+            artifact=str(self.entry / artifact),
+            options=tuple(sorted(candidate.options.items())),
+            threads=threads,
+            cache_dir=str(self.entry),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The variant and its table, as GET /status shows them."""
+        rows = self.result.rows if self.result is not None else ()
+        return {
+            "name": self.name,
+            "from_cache": self.from_cache,
+            "candidates": [
+                {
+                    "name": row.name,
+                    "img_s": row.img_s_max,
+                    "img_s_1": row.img_s_1,
+                    "ms_1": None if row.ms_1 is None else round(row.ms_1, 3),
+                    "prepare_s": row.prepare_s,
+                    "agreement": row.agreement,
+                    "max_diff": row.max_diff,
+                    "skipped": row.skipped,
+                }
+                for row in rows
+            ],
+        }
+
+
+def resolve(
+    model: ModelConfig, config: ServerConfig, candidates: str = DEFAULT_CANDIDATES
+) -> Variant:
+    mode, budget = config.optimize_for(model)
+    if mode == "off":
+        return Variant(AS_GIVEN)
+    settings = config.settings_for(model)
+    job = job_for(
+        model,
+        threads=settings.start_threads,
+        max_batch_size=settings.max_batch_size,
+        budget_s=budget,
+        root=cache.root(config.cache_dir),
+        candidates=candidates,
+        only=None if mode == "auto" else mode,
+    )
+    entry = Path(job.entry)
+    cached = cache.lookup(entry.parent, job.key)
+    result = cached or run(job)
+    row = result.row(result.chosen)
+    if row.skipped is not None:
+        raise OptimizeError(f"model {model.name!r}: optimize {mode}: {row.skipped}")
+    return Variant(result.chosen, result, entry, from_cache=cached is not None)
+
+
+def resolve_all(config: ServerConfig) -> dict[str, Variant]:
+    """Every served model's variant, one after the other."""
+    return {model.name: resolve(model, config) for model in config.models}
