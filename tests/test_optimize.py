@@ -29,7 +29,7 @@ from tests import models
 from tests.conftest import RGB, image_bytes
 
 pytestmark = pytest.mark.timeout(180)
-BUDGET = "20"
+BUDGET = "30"
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +122,15 @@ async def test_optimized_predictions_match_the_model_as_given(serve, tiny, cache
             )
 
 
-async def test_a_named_candidate_is_served_when_it_passes_the_gate(serve, tiny, cache_dir):
-    """OpenVINO f32 applies on every x86 CPU: compiled in the worker, from its model cache."""
+async def test_a_named_candidate_is_served_when_it_passes_the_gate(
+    serve, tiny, cache_dir, searched
+):
+    """OpenVINO f32 applies on every x86 CPU: compiled in the worker, from its model cache
+    (the full search's, or its own search's if the full one ran out of budget before it)."""
     server = await serve(tiny, optimize="openvino-f32-latency", **_settings(cache_dir))
     _, status = await server.get("/status")
     variant = status["models"]["tiny"]["variant"]
     assert variant["name"] == "openvino-f32-latency"
-    assert {c["name"] for c in variant["candidates"]} == {AS_GIVEN, "openvino-f32-latency"}
     status_code, answer, _ = await server.predict(image_bytes("blue"))
     assert status_code == 200 and len(answer["predictions"]) == 3
 

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "autodep optimize") -> i
         print(
             f"## {model.name}: {variant.name}\n\n{result.machine}, {result.threads} thread(s) per"
             f" worker, batches of 1 and {result.max_batch_size}; {source}; cache entry"
-            f" {variant.entry}\n\n{table(result)}\n",
+            f" {variant.entry}\n\n{table(result, variant.name)}\n",
             flush=True,
         )
     return status

@@ -9,8 +9,9 @@ def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(result: Result) -> str:
-    """A Markdown table: one line per candidate, the chosen one marked."""
+def table(result: Result, chosen: str | None = None) -> str:
+    """A Markdown table: one line per candidate, the chosen one (default: the search's) marked."""
+    chosen = chosen or result.chosen
     header = (
         "candidate",
         "prepare s",
@@ -34,7 +35,7 @@ def table(result: Result) -> str:
                 _number(row.agreement, 4),
                 "-" if row.max_diff is None else f"{row.max_diff:.3g}",
                 row.skipped or "",
-                "yes" if row.name == result.chosen else "",
+                "yes" if row.name == chosen else "",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

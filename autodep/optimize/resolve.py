@@ -17,7 +17,7 @@ from autodep.errors import OptimizeError
 from autodep.optimize import cache
 from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.result import Result
-from autodep.optimize.search import DEFAULT_CANDIDATES, import_candidates, job_for, run
+from autodep.optimize.search import DEFAULT_CANDIDATES, Job, import_candidates, job_for, run
 from autodep.worker.spec import VariantSpec
 
 
@@ -73,22 +73,42 @@ def resolve(
     if mode == "off":
         return Variant(AS_GIVEN)
     settings = config.settings_for(model)
-    job = job_for(
-        model,
-        threads=settings.start_threads,
-        max_batch_size=settings.max_batch_size,
-        budget_s=budget,
-        root=cache.root(config.cache_dir),
-        candidates=candidates,
-        only=None if mode == "auto" else mode,
-    )
-    entry = Path(job.entry)
-    cached = cache.lookup(entry.parent, job.key)
-    result = cached or run(job)
-    row = result.row(result.chosen)
+
+    def job(only: str | None) -> Job:
+        return job_for(
+            model,
+            threads=settings.start_threads,
+            max_batch_size=settings.max_batch_size,
+            budget_s=budget,
+            root=cache.root(config.cache_dir),
+            candidates=candidates,
+            only=only,
+        )
+
+    full = job(None)
+    cached = cache.lookup(Path(full.entry).parent, full.key)
+    if mode == "auto":
+        return _variant(model, mode, full, cached or run(full), from_cache=cached is not None)
+    # A named candidate: from the full search's cache if it passed there, else searched alone.
+    if cached is not None and cached.row(mode).skipped is None:
+        return _variant(model, mode, full, cached, from_cache=True, name=mode)
+    alone = job(mode)
+    cached = cache.lookup(Path(alone.entry).parent, alone.key)
+    return _variant(model, mode, alone, cached or run(alone), from_cache=cached is not None)
+
+
+def _variant(
+    model: ModelConfig,
+    mode: str,
+    job: Job,
+    result: Result,
+    from_cache: bool,
+    name: str | None = None,
+) -> Variant:
+    row = result.row(name or result.chosen)
     if row.skipped is not None:
         raise OptimizeError(f"model {model.name!r}: optimize {mode}: {row.skipped}")
-    return Variant(result.chosen, result, entry, from_cache=cached is not None)
+    return Variant(row.name, result, Path(job.entry), from_cache)
 
 
 def resolve_all(config: ServerConfig) -> dict[str, Variant]:
