@@ -41,7 +41,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "autodep optimize") -> i
             status = 1
             continue
         result = variant.result
-        assert result is not None
+        if result is None:
+            print(f"{model.name}: {variant.note}\n")
+            continue
         source = "from the cache" if variant.from_cache else f"searched in {result.search_s:.1f}s"
         print(
             f"## {model.name}: {variant.name}\n\n{result.machine}, {result.threads} thread(s) per"
