@@ -114,7 +114,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         f"{_TS}:prepare",
         f"{_TS}:load",
         {"dtype": "bfloat16", "channels_last": True},
-        ("torchscript", "image_batch", "native_bf16"),
+        ("torchscript", "stacked", "image_batch", "native_bf16"),
     ),
     Candidate("onnxruntime", f"{_ORT}:prepare", f"{_ORT}:load", {}, ("torchscript", "stacked")),
     Candidate(
@@ -129,7 +129,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         f"{_TS}:prepare",
         f"{_TS}:load",
         {"dtype": "float32", "channels_last": True},
-        ("torchscript", "image_batch"),
+        ("torchscript", "stacked", "image_batch"),
     ),
     _openvino("bf16", "THROUGHPUT"),
     _openvino("f32", "THROUGHPUT"),

@@ -115,7 +115,15 @@ def run(job: Job) -> Result:
     job_path.write_text(json.dumps(asdict(job)))
     try:
         subprocess.run(
-            [sys.executable, "-m", "autodep.optimize.trial", str(job_path)],
+            # Deprecation notices of TorchScript and its exporter, at import: noise here.
+            [
+                sys.executable,
+                "-W",
+                "ignore::FutureWarning",
+                "-m",
+                "autodep.optimize.trial",
+                str(job_path),
+            ],
             check=True,
             timeout=job.budget_s + STARTUP_ALLOWANCE_S,
         )

@@ -26,6 +26,19 @@ class LoadContext:
     cache_dir: Path  # the search's cache entry: room for runtime caches (OpenVINO's model cache)
 
 
+class MainOutput(torch.nn.Module):
+    """A model of one tensor returning a dict, returning only the tensor under ``key``."""
+
+    def __init__(self, net: torch.nn.Module, key: str) -> None:
+        super().__init__()
+        self.net = net
+        self.key = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs: dict[str, torch.Tensor] = self.net(x)
+        return outputs[self.key]
+
+
 class Source:
     def __init__(self, path: Path, example: tuple[tuple[tuple[int, ...], str], ...], work: Path):
         self.path = path
@@ -49,16 +62,32 @@ class Source:
                 tensors.append(torch.ones((batch, *shape), dtype=getattr(torch, dtype)))
         return tuple(tensors)
 
+    def main_key(self) -> str | None:
+        """The key of the main output if the model returns a dict (torchvision segmentation:
+        "out"), else None."""
+        with torch.inference_mode():
+            output = self.module()(*self.inputs(1))
+        if not isinstance(output, dict):
+            return None
+        return "out" if "out" in output else str(next(iter(output)))
+
     def onnx(self) -> Path:
-        """The model exported to ONNX with a dynamic batch dimension (once per search)."""
+        """The model exported to ONNX with a dynamic batch dimension (once per search).
+
+        A model returning a dict is exported returning its main tensor (as the runner takes
+        it): the exporter cannot build dicts."""
         if self._onnx is None:
             path = self.work / "model.onnx"
             inputs = self.inputs()
             names = [f"input{i}" for i in range(len(inputs))]
+            module = self.module()
             with warnings.catch_warnings():  # the TorchScript exporter announces its retirement
                 warnings.simplefilter("ignore")
+                key = self.main_key()
+                if key is not None:  # frozen, the dict is gone from the graph
+                    module = torch.jit.freeze(torch.jit.script(MainOutput(module, key).eval()))
                 torch.onnx.export(
-                    self.module(),
+                    module,
                     inputs,
                     str(path),
                     input_names=names,

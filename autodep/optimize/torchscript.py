@@ -50,8 +50,7 @@ def prepare(source: Source, options: Options, out: Path) -> Path:
     with warnings.catch_warnings():  # torch.jit's deprecation notices: TorchScript is the input
         warnings.simplefilter("ignore")
         if dtype != torch.float32 or channels_last:
-            with torch.inference_mode():
-                returns_dict = isinstance(net(*source.inputs(1)), dict)
+            returns_dict = source.main_key() is not None
             net = net.to(dtype=dtype)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)
