@@ -8,7 +8,8 @@
                  --requests) and concurrency 32 (img/s over --seconds), a 224x224 JPEG
     agreement    if the trained example classifiers are present (--examples DIR with a
                  models.yaml, from `python -m examples.build`), both forms of each answer
-                 --images fresh generated pictures: top-1 agreement and accuracy
+                 --images fresh generated pictures: top-1 agreement and accuracy (a
+                 demo.yaml from `python -m examples.demo` does for the resnet18)
 
 Goals (issue 12): on a CPU with AMX, resnet50 served >= 6x as given at c=32 and c=1 p50 <=
 1/4 of as given; on AVX2 only, >= 1.5x; agreement >= 99%; never below as given.
@@ -67,14 +68,19 @@ def optimize(target: list[str], cache: Path, budget: int) -> str:
 
 async def load(
     flags: list[str], jpeg: bytes, args: argparse.Namespace, log: Path
-) -> tuple[Load, Load]:
+) -> tuple[Load, Load, str]:
+    """c=1 and c=32 through a server started with `flags`; also its variant and its workers'
+    start times (from /status)."""
     with ServerProcess(log.stem, flags, log) as server:
         url = server.url()
         await closed_loop(url, jpeg, 32, seconds=2)  # warm every batch size in the workers
         await closed_loop(url, jpeg, 1, requests=10)
         lone = await closed_loop(url, jpeg, 1, requests=args.requests)
         loaded = await closed_loop(url, jpeg, 32, seconds=args.seconds)
-    return lone, loaded
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/status") as reply:
+            (status,) = (await reply.json())["models"].values()
+    starts = ", ".join(f"{w['startup_s']:.2f}" for w in status["workers"] if w["startup_s"])
+    return lone, loaded, f"{status['variant']['name']} (worker starts {starts} s)"
 
 
 async def answers(flags: list[str], model: str, images: list[bytes], log: Path) -> list[str]:
@@ -121,22 +127,27 @@ def served(directory: Path, args: argparse.Namespace) -> None:
         best = asyncio.run(
             load([*base, "--optimize", "auto"], jpeg, args, directory / f"{arch}-auto.log")
         )
-        for name, (lone, loaded) in (("as given", given), ("optimized", best)):
-            rows.append([f"{arch} {name}", f"{loaded.per_s:.1f}", ms(lone.p50_s), ms(loaded.p99_s)])
+        for name, (lone, loaded, variant) in (("as given", given), ("optimized", best)):
+            rows.append(
+                [f"{arch} {name}", f"{loaded.per_s:.1f}", ms(lone.p50_s), ms(loaded.p99_s), variant]
+            )
         rows.append(
             [
                 f"{arch} optimized / as given",
                 f"{best[1].per_s / given[1].per_s:.2f}x",
                 f"{best[0].p50_s / given[0].p50_s:.2f}x",
                 "",
+                "",
             ]
         )
-    print_table(["served", "c=32 img/s", "c=1 p50 ms", "c=32 p99 ms"], rows)
+    print_table(["served", "c=32 img/s", "c=1 p50 ms", "c=32 p99 ms", "variant"], rows)
 
 
 def agreement(examples: Path, directory: Path, args: argparse.Namespace) -> None:
-    config = examples / "models.yaml"
-    if not config.is_file():
+    config = next(
+        (examples / n for n in ("models.yaml", "demo.yaml") if (examples / n).is_file()), None
+    )
+    if config is None:
         print(f"no trained example classifiers in {examples} (python -m examples.build --out DIR)")
         return
     images, truth = pictures(args.images)

@@ -17,12 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autodep.config import ServerConfig, build_config, load_repository, model_from_file
+from autodep.config import (
+    Optimize,
+    ServerConfig,
+    build_config,
+    load_repository,
+    model_from_file,
+)
 from autodep.errors import ConfigError
 from autodep.optimize import cache, gate
 from autodep.optimize.candidates import AS_GIVEN, CANDIDATES, NAMES, Target, applies
 from autodep.optimize.cpu import Machine, this_machine
 from autodep.optimize.result import Row
+from autodep.optimize.samples import samples
 from autodep.optimize.search import job_for, run
 from autodep.optimize.select import choose
 from tests import models
@@ -231,3 +238,16 @@ def test_the_optimize_settings_are_validated_where_they_are_written(tmp_path, ti
         load_repository(tmp_path / "models.yaml")
     with pytest.raises(ConfigError, match="optimize"):
         build_config(optimize="fastest")
+
+
+def test_the_gate_samples_come_from_the_samples_folder_else_from_the_decoder(tmp_path, tiny):
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for color in RGB:
+        (folder / f"{color}.jpg").write_bytes(image_bytes(color, size=(80, 60)))
+    given = model_from_file(tiny)
+    mine = given.model_copy(update={"optimize": Optimize(samples=folder)})
+    assert [s[0].shape for s in samples(mine)] == [(3, 224, 224)] * 3
+    made = samples(given)
+    assert len(made) >= 10 and {s[0].shape for s in made} == {(3, 224, 224)}
+    assert len({float(s[0].mean()) for s in made}) == len(made)  # all different pictures
