@@ -19,13 +19,13 @@ install: $(VENV)/.stamp-examples
 
 install-test: $(VENV)/.stamp-test
 
-$(MODELS)/resnet18.pt:
+$(MODELS)/demo.yaml:
 	$(PY) -m examples.demo --out $(MODELS)
 
-demo-model: install $(MODELS)/resnet18.pt
+demo-model: install $(MODELS)/demo.yaml
 
 serve: demo-model
-	$(PY) -m autodep.serve --model $(MODELS)/resnet18.pt --port $(PORT)
+	$(PY) -m autodep.serve --config $(MODELS)/demo.yaml --port $(PORT)
 
 models: install
 	$(PY) -m examples.build --out $(MODELS)

@@ -24,6 +24,7 @@ from pydantic import (
 
 from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
+from autodep.optimize.candidates import NAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,6 +80,27 @@ class Autoscaling(_Strict):
     downscale_window_s: float | None = Field(default=None, gt=0)
 
 
+def _optimize_mode(value: str) -> str:
+    """`auto`, `off` or a candidate's name (autodep.optimize.candidates)."""
+    if value not in ("auto", "off", *NAMES):
+        raise ValueError(f"optimize mode must be auto, off or one of {', '.join(NAMES)}")
+    return value
+
+
+class Optimize(_Strict):
+    """Per-model settings of the optimizer (autodep.optimize); unset ones take the server's."""
+
+    mode: str | None = None  # auto | off | a candidate's name
+    tolerance: float = Field(default=0.99, gt=0, le=1)  # least agreement with the model as given
+    samples: Path | None = None  # a folder of inputs for the accuracy gate; None: generated
+    budget: float | None = Field(default=None, gt=0)  # seconds a search may take
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        return None if value is None else _optimize_mode(value)
+
+
 class ModelConfig(_Strict):
     """One served model. Unset worker/queue/batching fields take the server's values."""
 
@@ -95,6 +117,7 @@ class ModelConfig(_Strict):
     batching: Batching = Batching()
     max_queue: int | None = Field(default=None, ge=1)
     autoscaling: Autoscaling = Autoscaling()
+    optimize: Optimize = Optimize()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -137,7 +160,21 @@ class ServerConfig(_Strict):
     # A bearer token every route but /v2/health/* then needs; given, or read from a file.
     auth_token: SecretStr | None = None
     auth_token_file: Path | None = None
+    # The environment gives the defaults of these to embedded servers too (AUTODEP_OPTIMIZE=off
+    # turns the optimizer off everywhere; the tests do so except where they test it).
+    optimize: str = Field(default_factory=lambda: os.environ.get("AUTODEP_OPTIMIZE", "auto"))
+    optimize_budget: float = Field(default=300.0, gt=0)
+    cache_dir: Path | None = Field(
+        default_factory=lambda: (
+            Path(os.environ["AUTODEP_CACHE_DIR"]) if os.environ.get("AUTODEP_CACHE_DIR") else None
+        )
+    )
     models: tuple[ModelConfig, ...] = ()
+
+    @field_validator("optimize")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        return _optimize_mode(value)
 
     @field_validator("auth_token")
     @classmethod
@@ -169,6 +206,10 @@ class ServerConfig(_Strict):
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def optimize_for(self, model: ModelConfig) -> tuple[str, float]:
+        """A model's optimize mode and search budget (seconds)."""
+        return model.optimize.mode or self.optimize, model.optimize.budget or self.optimize_budget
 
     def settings_for(self, model: ModelConfig) -> PoolSettings:
         """The effective worker, queue and batching settings of one model."""
@@ -276,6 +317,9 @@ def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
             "path": resolve(model.path),
             "labels": resolve(model.labels),
             "tokenizer": resolve(model.tokenizer),
+            "optimize": model.optimize.model_copy(
+                update={"samples": resolve(model.optimize.samples)}
+            ),
         }
     )
 
@@ -286,6 +330,11 @@ def _check_files(models: list[ModelConfig], source: Path) -> None:
             value = getattr(model, field)
             if value is not None and not value.is_file():
                 raise ConfigError(f"{source}: model {model.name!r}: {field}: no such file {value}")
+        samples = model.optimize.samples
+        if samples is not None and not samples.is_dir():
+            raise ConfigError(
+                f"{source}: model {model.name!r}: optimize.samples: no such folder {samples}"
+            )
 
 
 def _describe(exc: ValidationError) -> str:

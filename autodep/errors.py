@@ -75,6 +75,10 @@ class ConfigError(AutodepError):
     """The server or model configuration is invalid (raised before any worker starts)."""
 
 
+class OptimizeError(WorkerStartError):
+    """The optimizer could not run its search, or the variant asked for is not usable."""
+
+
 _BY_STATUS: dict[int, type[AutodepError]] = {
     400: InvalidInput,
     404: ModelNotFound,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -70,6 +70,12 @@ class Metrics:
             "Time from launch to a warm, ready worker.",
             ["model"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.variant = Gauge(
+            "autodep_model_variant",
+            "1 for the variant each model's workers run (autodep.optimize; as-given: the file).",
+            ["model", "variant"],
             registry=r,
         )
 

@@ -44,6 +44,9 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
     ("--auth-token", str, "a bearer token every route but /v2/health/* then needs"),
     ("--auth-token-file", str, "a file holding the bearer token (instead of --auth-token)"),
+    ("--optimize", str, "auto (cached, else search first), off, or a candidate's name"),
+    ("--optimize-budget", float, "seconds a model's optimization search may take (default 300)"),
+    ("--cache-dir", str, "where optimization results are kept (default ~/.cache/autodep)"),
 ]
 
 

@@ -29,6 +29,7 @@ from autodep.config import (
 )
 from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
 from autodep.metrics import Metrics
+from autodep.optimize.resolve import Variant, resolve_all
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
@@ -44,6 +45,7 @@ class ServedModel:
     config: ModelConfig
     codec: Codec
     pool: ModelPool
+    variant: Variant
 
 
 class Service:
@@ -93,12 +95,17 @@ class Service:
         )
         # Boot the forkserver (it imports torch once) while the codecs load.
         prepared = loop.run_in_executor(self._executor, self._launcher.prepare)
-        for model in self.config.models:
-            codec = codec_for(model)
-            spec = _worker_spec(model, codec, self.config)
-            pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
-            self._models[model.name] = ServedModel(model, codec, pool)
+        codecs = {model.name: codec_for(model) for model in self.config.models}
         await prepared
+        # Each model's variant (autodep.optimize): cached, or searched now, one model at a time
+        # so that searches do not disturb each other's measurements.
+        variants = await loop.run_in_executor(self._executor, resolve_all, self.config)
+        for model in self.config.models:
+            variant = variants[model.name]
+            spec = _worker_spec(model, codecs[model.name], self.config, variant)
+            pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
+            self._models[model.name] = ServedModel(model, codecs[model.name], pool, variant)
+            self.metrics.variant.labels(model.name, variant.name).set(1)
         try:
             await asyncio.gather(*(m.pool.start() for m in self._models.values()))
         except BaseException:
@@ -227,8 +234,11 @@ def _server_config(
     return build_config(models=tuple(configs), **settings)
 
 
-def _worker_spec(model: ModelConfig, codec: Codec, config: ServerConfig) -> WorkerSpec:
-    return WorkerSpec.of(model, config.settings_for(model).start_threads, codec.decoder.example())
+def _worker_spec(
+    model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
+) -> WorkerSpec:
+    threads = config.settings_for(model).start_threads
+    return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
 
 
 def _options(top_n: Any, threshold: Any) -> Options:
@@ -250,6 +260,7 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
         "queue_depth": pool.queue_depth,
         "ready": pool.ready,
         "restarts": pool.restarts,
+        "variant": served.variant.status(),
         "workers": [
             {
                 "pid": w.pid,

@@ -204,10 +204,15 @@ class Param:
 
 
 def parse_args(
-    description: str, params: Sequence[Param], argv: Sequence[str] | None = None
+    description: str,
+    params: Sequence[Param],
+    argv: Sequence[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
 ) -> argparse.Namespace:
-    """Options left unset take the `--quick` or the full-run default; `mode` names which."""
-    parser = argparse.ArgumentParser(description=description)
+    """Options left unset take the `--quick` or the full-run default; `mode` names which.
+
+    A benchmark with options of its own passes its `parser` with them."""
+    parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
     for param in params:
         parser.add_argument(

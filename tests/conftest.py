@@ -20,6 +20,9 @@ from autodep import Autodep
 from tests import models
 
 RGB = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
+# Tests serve their models as given unless they test the optimizer (tests/test_optimize.py):
+# a search per fixture model would cost every test seconds. Subprocesses inherit it.
+os.environ.setdefault("AUTODEP_OPTIMIZE", "off")
 
 
 def image_bytes(color: str, fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:

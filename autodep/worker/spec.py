@@ -8,6 +8,18 @@ from autodep.config import ModelConfig
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """The optimized form of the model a worker loads instead of the file (autodep.optimize)."""
+
+    name: str
+    load: str  # "module:function" called as load(artifact, options, LoadContext)
+    artifact: str
+    options: tuple[tuple[str, str | int | float | bool], ...]
+    threads: int  # for runtimes that fix their threads at load (OpenVINO, ONNX Runtime)
+    cache_dir: str  # the search's cache entry (OpenVINO's model cache lives there)
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     model: str
     path: str
@@ -18,10 +30,15 @@ class WorkerSpec:
     # One request's tensors for warm-up, as (shape, dtype) pairs; empty: no warm-up.
     example: tuple[tuple[tuple[int, ...], str], ...] = ()
     warmup_calls: int = 3
+    variant: VariantSpec | None = None  # None: the model file as given
 
     @classmethod
     def of(
-        cls, model: ModelConfig, threads: int, example: tuple[tuple[tuple[int, ...], str], ...]
+        cls,
+        model: ModelConfig,
+        threads: int,
+        example: tuple[tuple[tuple[int, ...], str], ...],
+        variant: VariantSpec | None = None,
     ) -> WorkerSpec:
         return cls(
             model=model.name,
@@ -31,4 +48,5 @@ class WorkerSpec:
             threads=threads,
             config=model,
             example=example,
+            variant=variant,
         )
