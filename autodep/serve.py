@@ -41,6 +41,12 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    (
+        "--model-control-mode",
+        str,
+        "none | explicit (the /v2/repository load and unload routes) | poll (watch the files)",
+    ),
+    ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
 ]
 
 

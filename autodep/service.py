@@ -20,7 +20,7 @@ from typing import Any, Self
 import numpy as np
 
 from autodep.autoscale.manager import Autoscaler
-from autodep.codecs import Codec, Decoded, Options, Payload, codec_for
+from autodep.codecs import Codec, Decoded, Options, Payload
 from autodep.config import (
     ModelConfig,
     ServerConfig,
@@ -33,6 +33,7 @@ from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDow
 from autodep.metrics import Metrics
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
+from autodep.repository.manager import Repository
 from autodep.worker.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class ServedModel:
     config: ModelConfig
     codec: Codec
     pool: ModelPool
+    version: int = 1
 
 
 class Service:
@@ -66,11 +68,13 @@ class Service:
         **settings: Any,
     ) -> None:
         self.config = config or _server_config(models, labels, repository, settings)
-        if not self.config.models:
+        if not self.config.models and self.config.model_control_mode == "none":
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
-        self._models: dict[str, ServedModel] = {}
+        self._models: dict[str, ServedModel] = {}  # the newest ready version of each model
         self.metrics = Metrics()
+        # Loads, unloads and rolls out versions at runtime; keeps self._models up to date.
+        self.repository = Repository(self.config, self._models, self._serve_model, self.metrics)
         self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
         self._autoscaler: Autoscaler | None = None
@@ -95,21 +99,19 @@ class Service:
         # Boot the forkserver (it imports torch once) while the codecs load.
         prepared = loop.run_in_executor(self._executor, self._launcher.prepare)
         for model in self.config.models:
-            codec = codec_for(model)
-            spec = _worker_spec(model, codec, self.config)
-            pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
-            self._models[model.name] = ServedModel(model, codec, pool)
+            self.repository.prepare(model)
         await prepared
         try:
-            await asyncio.gather(*(m.pool.start() for m in self._models.values()))
+            await self.repository.start()
         except BaseException:
             await self._close_pools()
             raise
         self._autoscaler = Autoscaler(
-            {name: m.pool for name, m in self._models.items()},
+            self.repository.pools,  # a live view: versions come and go
             budget=self.config.worker_budget,
             tick_s=self.config.tick,
         )
+        self.repository.autoscaler = self._autoscaler
         self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
@@ -121,13 +123,14 @@ class Service:
         self._accepting = False
         if self._autoscaler is not None:
             self._autoscaler.stop()
+        await self.repository.stop()  # no more polling, loading or retiring
         # 2. Let queued and running requests finish, for at most the grace period.
-        await asyncio.gather(*(m.pool.drain(grace) for m in self._models.values()))
+        await asyncio.gather(*(m.pool.drain(grace) for m in self.repository.served()))
         # 3. Stop the workers (each gets a few seconds, then is killed).
         await self._close_pools()
 
     async def _close_pools(self) -> None:
-        await asyncio.gather(*(m.pool.close() for m in self._models.values()))
+        await asyncio.gather(*(m.pool.close() for m in self.repository.served()))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -171,8 +174,10 @@ class Service:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, encoder.encode, outputs, decoded, options)
 
-    def model(self, name: str | None = None) -> ServedModel:
-        """A served model by name; None means the only one."""
+    def model(self, name: str | None = None, version: int | None = None) -> ServedModel:
+        """A served model by name (None: the only one): its newest ready version, or `version`."""
+        if version is not None:
+            return self.repository.version(self.model(name).config.name, version)
         if name is None:
             if len(self._models) == 1:
                 return next(iter(self._models.values()))
@@ -198,7 +203,16 @@ class Service:
         return self._accepting and all(m.pool.ready for m in self._models.values())
 
     def status(self) -> dict[str, Any]:
-        return {"models": {name: _model_status(m) for name, m in self._models.items()}}
+        models = {
+            name: {**_model_status(m), "version": m.version} for name, m in self._models.items()
+        }
+        return {"models": models, "repository": self.repository.status()}
+
+    def _serve_model(self, model: ModelConfig, version: int, codec: Codec) -> ServedModel:
+        """One model version with its (not yet started) pool of workers."""
+        spec = _worker_spec(model, codec, self.config)
+        pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
+        return ServedModel(model, codec, pool, version)
 
 
 def _server_config(
@@ -219,7 +233,8 @@ def _server_config(
     configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
     if repository is not None:
         configs += load_repository(repository)
-    return build_config(models=tuple(configs), **settings)
+    where = {} if repository is None else {"repository": Path(repository)}
+    return build_config(models=tuple(configs), **where, **settings)
 
 
 def _worker_spec(model: ModelConfig, codec: Codec, config: ServerConfig) -> WorkerSpec:

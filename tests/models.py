@@ -91,3 +91,10 @@ class KeywordClassifier(nn.Module):
 class Doubler(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2
+
+
+class ReversedColorNet(nn.Module):
+    """ColorNet with its classes in reverse order: a red image scores highest as class 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)).flip(1) * 10.0

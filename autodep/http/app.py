@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from autodep.http import health, predict, v2
+from autodep.http import health, predict, repository, v2
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
 from autodep.http.metrics import count_requests, metrics
@@ -19,7 +19,7 @@ def build_app(service: Service) -> web.Application:
     app = web.Application(
         client_max_size=service.config.max_body,
         # The counter sits outside the error middleware, so it sees every final status.
-        middlewares=[count_requests, json_errors],
+        middlewares=[count_requests, json_errors, repository.hold_versions],
     )
     app[SERVICE] = service
     app.add_routes(
@@ -31,6 +31,7 @@ def build_app(service: Service) -> web.Application:
             web.get("/v2/health/ready", health.ready),
             web.get("/metrics", metrics),
             *v2.routes(),
+            *repository.routes(),
         ]
     )
     return app
