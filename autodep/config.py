@@ -307,8 +307,8 @@ def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
 
 def _check_files(models: list[ModelConfig], source: Path | str) -> None:
     for model in models:
-        files = [(f, getattr(model, f)) for f in ("path", "labels", "tokenizer")]
-        files += [(f"versions.{n}", p) for n, p in model.versions.items()]
+        files = [(f"versions.{n}", p) for n, p in sorted(model.versions.items())]
+        files += [(f, getattr(model, f)) for f in ("path", "labels", "tokenizer")]
         for field, value in files:
             if value is not None and not value.is_file():
                 raise ConfigError(f"{source}: model {model.name!r}: {field}: no such file {value}")
