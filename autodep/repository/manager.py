@@ -227,7 +227,7 @@ class Repository:
                 and (i.record.number in numbers or (ready and i.record.number not in targets))
             ]
             for old in retiring:
-                old.record.to(State.DRAINING, f"replaced by load {self._loads(ready)}")
+                old.record.to(State.DRAINING, f"replaced by {self._loads(ready)}")
             for instance in ready:
                 self._route(instance)
             self._publish(name)
@@ -390,7 +390,7 @@ class Repository:
             log.error("repository task failed", exc_info=task.exception())
 
     def _loads(self, ready: list[Instance]) -> str:
-        return ", ".join(f"{i.record.number}#{i.record.id}" for i in ready) or "none"
+        return ", ".join(f"version {i.record.number} (load #{i.record.id})" for i in ready)
 
     def _last_reason(self, name: str, number: int) -> str:
         failed = [r for r in self._records if (r.model, r.number) == (name, number)]
