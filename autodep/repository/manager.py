@@ -37,12 +37,12 @@ from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFoun
 from autodep.metrics import Metrics
 from autodep.repository.inflight import InFlight
 from autodep.repository.policy import select_versions
+from autodep.repository.poll import Plan, Watcher
 from autodep.repository.versions import ModelVersion, State
 
 if TYPE_CHECKING:
     from autodep.autoscale.manager import Autoscaler
     from autodep.pool.pool import ModelPool
-    from autodep.repository.poll import Plan, Watcher
     from autodep.service import ServedModel
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,6 @@ class Repository:
             if isinstance(result, BaseException):
                 raise result
         if self.mode == "poll":
-            from autodep.repository.poll import Watcher
-
             self._watcher = Watcher(
                 self._config.repository,
                 list(self._entries.values()),
@@ -167,13 +165,7 @@ class Repository:
         await self._unload(name)
 
     def version(self, name: str, number: int) -> ServedModel:
-        ready = [
-            i
-            for i in self._instances
-            if i.record.model == name
-            and i.record.number == number
-            and i.record.state is State.READY
-        ]
+        ready = [i for i in self._routed(name) if i.record.number == number]
         if not ready:
             numbers = sorted({i.record.number for i in self._routed(name)})
             raise ModelNotFound(
