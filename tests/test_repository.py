@@ -160,7 +160,7 @@ models:
     workers: {{max: 1}}
 """
     )
-    server = await serve(repository=repository, max_total_workers=2)
+    server = await serve(repository=repository, max_total_workers=2, model_control_mode="explicit")
     c = client(server)
     for version, expected in (("1", "red"), ("2", "blue"), ("", "blue")):
         assert await in_thread(infer, c, "colors", version) == expected, version
@@ -169,6 +169,21 @@ models:
         await in_thread(infer, c, "colors", "3")
     index = await in_thread(c.get_model_repository_index)
     assert entries(index, "colors") == [("1", "READY", ""), ("2", "READY", "")]
+
+    # A new policy: version 1 leaves, version 2 is loaded again.
+    policy = {"versions": {"1": str(color_model), "2": str(reversed_model)}}
+    config = json.dumps({**policy, "version_policy": {"latest": 1}})
+    status, answer = await load(server, "colors", config)
+    assert status == 200, answer
+    state = server.service.repository
+    await state.wait_until(lambda: state.transitions["colors", "unloaded"] == 2, DEADLINE)
+    index = (await post(server, "/v2/repository/index"))[1]
+    assert entries(index, "colors") == [
+        ("1", "UNAVAILABLE", "unloaded; workers stopped"),
+        ("2", "READY", ""),
+    ]
+    with pytest.raises(InferenceServerException, match="no ready version 1"):
+        await in_thread(infer, c, "colors", "1")
 
 
 async def test_poll_mode_picks_up_a_changed_file(
