@@ -213,6 +213,20 @@ async def test_poll_mode_picks_up_a_changed_file(
     assert [s for _, s, _ in entries(index, "colors")] == ["READY", "UNAVAILABLE"]
 
 
+async def test_poll_mode_watches_model_files_given_without_a_yaml(
+    serve, tmp_path, color_model, reversed_model
+):
+    model = tmp_path / "colors.pt"
+    shutil.copy(color_model, model)
+    shutil.copy(color_model.with_name("colors.labels.txt"), tmp_path / "colors.labels.txt")
+    server = await serve(model, max_workers=1, model_control_mode="poll", repository_poll_s=0.05)
+    assert await label(server) == (200, "red")
+    state = server.service.repository
+    replace(reversed_model, model)
+    await state.wait_until(lambda: state.transitions["colors", "unloaded"] == 1, DEADLINE)
+    assert await label(server) == (200, "blue")
+
+
 async def test_tritonclients_repository_calls(serve, color_model, reversed_model, broken_model):
     server = await serve(color_model, max_workers=1, model_control_mode="explicit")
     c = client(server)
