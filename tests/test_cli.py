@@ -133,6 +133,7 @@ def test_flags_come_from_environment_variables(cli, color_model):
         ([], "nothing to serve"),
         (["--model", "/no/such/model.pt"], "no such file"),
         (["--model", "{color_model}", "--max-workers", "0"], "max_workers"),
+        (["--model", "{color_model}", "--model-control-mode", "on"], "(got 'on')"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(color_model, args, words):
