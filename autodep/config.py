@@ -101,11 +101,30 @@ class Optimize(_Strict):
         return None if value is None else _optimize_mode(value)
 
 
+class VersionPolicy(_Strict):
+    """Which of a model's versions are served: the newest N, or the ones named."""
+
+    latest: int | None = Field(default=None, ge=1)
+    specific: tuple[int, ...] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        if (self.latest is None) == (self.specific is None):
+            raise ValueError("give exactly one of `latest: N` or `specific: [versions]`")
+        return self
+
+
 class ModelConfig(_Strict):
-    """One served model. Unset worker/queue/batching fields take the server's values."""
+    """One served model. Unset worker/queue/batching fields take the server's values.
+
+    `versions` maps version numbers to files; without it, `path` is version 1.
+    With it, `path` may be left out and defaults to the newest version's file.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     path: Path
+    versions: dict[int, Path] = {}
+    version_policy: VersionPolicy = VersionPolicy(latest=1)
     input: Literal["image", "tensor", "text"] = "image"
     output: Literal["classification", "segmentation", "detection", "raw"] = "classification"
     labels: Path | None = None
@@ -119,8 +138,31 @@ class ModelConfig(_Strict):
     autoscaling: Autoscaling = Autoscaling()
     optimize: Optimize = Optimize()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _path_of_newest_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" not in data and isinstance(data.get("versions"), dict):
+            numbers = [k for k in data["versions"] if str(k).isdigit()]
+            if numbers:
+                return {**data, "path": data["versions"][max(numbers, key=int)]}
+        return data
+
+    @field_validator("versions")
+    @classmethod
+    def _positive(cls, value: dict[int, Path]) -> dict[int, Path]:
+        bad = sorted(n for n in value if n < 1)
+        if bad:
+            raise ValueError(f"version numbers must be 1 or more, not {bad[0]}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
+        specific = self.version_policy.specific or ()
+        missing = sorted(set(specific) - set(self.version_numbers()))
+        if missing:
+            raise ValueError(
+                f"version_policy.specific names version {missing[0]}, which `versions` lacks"
+            )
         if self.input == "text" and self.tokenizer is None:
             raise ValueError("a text model needs `tokenizer` (a tokenizers JSON file)")
         if self.input == "text" and self.output != "classification" and self.output != "raw":
@@ -131,6 +173,12 @@ class ModelConfig(_Strict):
         if w.min is not None and w.max is not None and w.min > w.max:
             raise ValueError("workers.min must not exceed workers.max")
         return self
+
+    def version_numbers(self) -> list[int]:
+        return sorted(self.versions) if self.versions else [1]
+
+    def version_path(self, number: int) -> Path:
+        return self.versions[number] if self.versions else self.path
 
     def label_names(self) -> list[str]:
         if self.labels is None:
@@ -169,6 +217,9 @@ class ServerConfig(_Strict):
             Path(os.environ["AUTODEP_CACHE_DIR"]) if os.environ.get("AUTODEP_CACHE_DIR") else None
         )
     )
+    model_control_mode: Literal["none", "explicit", "poll"] = "none"
+    repository_poll_s: float = Field(default=2.0, gt=0)
+    repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("optimize")
@@ -292,20 +343,28 @@ def load_repository(path: str | Path) -> list[ModelConfig]:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
         raise ConfigError(f"{path}: expected a mapping with a `models:` list")
-    models = []
-    for index, entry in enumerate(document["models"]):
-        where = f"{path}: models[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: each model entry must be a mapping")
-        if "name" in entry:
-            where = f"{path}: model {entry['name']!r}"
-        try:
-            model = ModelConfig(**entry)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {_describe(exc)}") from None
-        models.append(_resolve_paths(model, path.parent))
+    models = [
+        model_from_entry(entry, path.parent, str(path), f"models[{index}]")
+        for index, entry in enumerate(document["models"])
+    ]
     _check_files(models, path)
     return models
+
+
+def model_from_entry(
+    entry: Any, base: Path, source: str, position: str = "model entry"
+) -> ModelConfig:
+    """One model entry (a YAML mapping, or JSON in a load request); paths relative to base."""
+    where = f"{source}: {position}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: each model entry must be a mapping")
+    if "name" in entry:
+        where = f"{source}: model {entry['name']!r}"
+    try:
+        model = ModelConfig(**entry)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    return _resolve_paths(model, base)
 
 
 def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
@@ -315,6 +374,7 @@ def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
     return model.model_copy(
         update={
             "path": resolve(model.path),
+            "versions": {n: resolve(p) for n, p in model.versions.items()},
             "labels": resolve(model.labels),
             "tokenizer": resolve(model.tokenizer),
             "optimize": model.optimize.model_copy(
@@ -324,10 +384,11 @@ def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
     )
 
 
-def _check_files(models: list[ModelConfig], source: Path) -> None:
+def _check_files(models: list[ModelConfig], source: Path | str) -> None:
     for model in models:
-        for field in ("path", "labels", "tokenizer"):
-            value = getattr(model, field)
+        files = [(f"versions.{n}", p) for n, p in sorted(model.versions.items())]
+        files += [(f, getattr(model, f)) for f in ("path", "labels", "tokenizer")]
+        for field, value in files:
             if value is not None and not value.is_file():
                 raise ConfigError(f"{source}: model {model.name!r}: {field}: no such file {value}")
         samples = model.optimize.samples
@@ -335,6 +396,11 @@ def _check_files(models: list[ModelConfig], source: Path) -> None:
             raise ConfigError(
                 f"{source}: model {model.name!r}: optimize.samples: no such folder {samples}"
             )
+
+
+def check_files(model: ModelConfig, source: str) -> None:
+    """Every file a model entry names exists (ConfigError naming the field if not)."""
+    _check_files([model], source)
 
 
 def _describe(exc: ValidationError) -> str:

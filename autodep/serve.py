@@ -47,6 +47,12 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--optimize", str, "auto (cached, else search first), off, or a candidate's name"),
     ("--optimize-budget", float, "seconds a model's optimization search may take (default 300)"),
     ("--cache-dir", str, "where optimization results are kept (default ~/.cache/autodep)"),
+    (
+        "--model-control-mode",
+        str,
+        "none | explicit (the /v2/repository load and unload routes) | poll (watch the files)",
+    ),
+    ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
 ]
 
 

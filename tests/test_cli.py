@@ -165,6 +165,7 @@ def test_the_auth_token_comes_from_the_environment(cli, color_model):
         ([], "nothing to serve"),
         (["--model", "/no/such/model.pt"], "no such file"),
         (["--model", "{color_model}", "--max-workers", "0"], "max_workers"),
+        (["--model", "{color_model}", "--model-control-mode", "on"], "not 'on'"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(color_model, args, words):
@@ -192,3 +193,24 @@ def test_console_script_help():
     result = subprocess.run([script, "serve", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--max-workers" in result.stdout
+
+
+def test_explicit_model_control_from_the_environment(cli, tmp_path, color_model):
+    repository = tmp_path / "models.yaml"
+    labels = color_model.with_name("colors.labels.txt")
+    repository.write_text(
+        f"models: [{{name: colors, path: {color_model}, labels: {labels}, workers: {{max: 1}}}}]\n"
+    )
+    server = cli("--config", str(repository), env={"AUTODEP_MODEL_CONTROL_MODE": "explicit"})
+    status, answer = server.request(
+        "/v2/repository/models/colors/unload", b"{}", "application/json"
+    )
+    assert status == 200 and answer[0]["state"] == "UNAVAILABLE"
+    assert server.request("/predict/colors", image_bytes("red"))[0] == 404
+    status, answer = server.request("/v2/repository/models/colors/load", b"", "application/json")
+    assert status == 200 and answer[-1]["state"] == "READY"  # from the repository YAML
+    status, body = server.request("/predict/colors", image_bytes("red"))
+    assert status == 200 and body["predictions"][0]["label"] == "red"
+    server.process.send_signal(signal.SIGINT)
+    code, _ = server.finish()
+    assert code == 0

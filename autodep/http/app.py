@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from autodep.http import health, predict, v2
+from autodep.http import health, predict, repository, v2
 from autodep.http.auth import require_token
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
@@ -23,6 +23,7 @@ def build_app(service: Service) -> web.Application:
     token = service.config.auth_token
     if token is not None:
         middlewares.append(require_token(token.get_secret_value()))
+    middlewares.append(repository.hold_versions)
     app = web.Application(client_max_size=service.config.max_body, middlewares=middlewares)
     app[SERVICE] = service
     app.add_routes(
@@ -34,6 +35,7 @@ def build_app(service: Service) -> web.Application:
             web.get("/v2/health/ready", health.ready),
             web.get("/metrics", metrics),
             *v2.routes(),
+            *repository.routes(),
         ]
     )
     return app

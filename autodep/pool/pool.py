@@ -128,9 +128,12 @@ class ModelPool:
 
     # -- public --------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start min_workers and wait until they are ready (raises if one fails)."""
-        starts = [self._start(self._new_worker()) for _ in range(self.settings.min_workers)]
+    async def start(self, workers: int | None = None) -> None:
+        """Start `workers` (default min_workers) and wait until they are ready (raises if one
+        fails). The autoscaler's next decisions may then change the count."""
+        count = self.settings.min_workers if workers is None else workers
+        self.desired = max(self.desired, count)
+        starts = [self._start(self._new_worker()) for _ in range(count)]
         results = await asyncio.gather(*starts, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):

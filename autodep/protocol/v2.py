@@ -98,7 +98,7 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
     }[config.output]
     return {
         "name": config.name,
-        "versions": ["1"],
+        "versions": [str(served.version)],
         "platform": "pytorch_torchscript",
         "inputs": inputs,
         "outputs": [outputs],
