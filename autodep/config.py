@@ -125,6 +125,8 @@ class ServerConfig(_Strict):
     target_utilisation: float = Field(default=0.8, gt=0, le=1)
     upscale_window: float = Field(default=2.0, gt=0)
     tick: float = Field(default=1.0, gt=0)
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
+    auth_token: str | None = Field(default=None, min_length=1)  # bearer token clients must send
     models: tuple[ModelConfig, ...] = ()
 
     @model_validator(mode="after")

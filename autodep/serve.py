@@ -18,8 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from autodep.config import ServerConfig
-from autodep.errors import ConfigError, WorkerStartError
 from autodep.embedding import Autodep
+from autodep.errors import ConfigError, WorkerStartError
+from autodep.grpc import GrpcServer
 
 log = logging.getLogger("autodep")
 
@@ -41,6 +42,7 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
 ]
 
 
@@ -105,12 +107,25 @@ async def serve(config: ServerConfig) -> int:
         return 1
     host, port = runner.addresses[0][:2]
     log.info("serving %s on http://%s:%s", ", ".join(service.models), host, port)
+    grpc_server = None
+    if config.grpc_port is not None:
+        grpc_server = GrpcServer(service)
+        try:
+            grpc_port = await grpc_server.start(config.host, config.grpc_port)
+        except OSError as exc:
+            log.error("%s", exc)
+            await service.shutdown(0)
+            await runner.cleanup()
+            return 1
+        log.info("serving the V2 protocol over gRPC on %s:%s", config.host, grpc_port)
     await stop.wait()
     log.info("shutting down")
-    # 1-3. Refuse new requests (503), finish queued work within the grace period,
-    #      stop the workers (Autodep.shutdown).
+    # 1-3. Refuse new requests (503 / UNAVAILABLE), finish queued work within the
+    #      grace period, stop the workers (Autodep.shutdown).
     await service.shutdown()
-    # 4. Close the listening socket and the idle connections.
+    # 4. Close the listening sockets and the idle connections.
+    if grpc_server is not None:
+        await grpc_server.stop(grace=1)
     await runner.cleanup()
     log.info("stopped")
     return 0
