@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from autodep.http import health, predict, v2
+from autodep.http import health, page, predict, v2
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
 from autodep.http.metrics import count_requests, metrics
@@ -24,6 +24,7 @@ def build_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app.add_routes(
         [
+            web.get("/", page.page),
             web.post("/predict", predict.predict),
             web.post("/predict/{model}", predict.predict),
             web.get("/status", health.status),
