@@ -156,3 +156,30 @@ async def test_with_a_token_the_page_shows_nothing_until_the_fragment_gives_it(
     await page.wait_for_selector('section[data-model="colors"] [data-field="served"]')
     assert sent and all(h.get("authorization") == "Bearer s3cret" for h in sent)
     assert await page.evaluate("location.hash") == "", "the token leaves the address bar"
+
+
+async def test_the_optimizers_variant_is_shown_when_status_has_one(serve, browser, color_model):
+    """`variant` comes with the optimizer; here it is added to the server's real answer."""
+    server = await serve(color_model, max_workers=1)
+    variant = {
+        "name": "openvino-bf16",
+        "candidates": [
+            {"name": "openvino-bf16", "img_s": 541.2, "agreement": 1.0, "skipped": None},
+            {"name": "torchscript", "img_s": 61.0, "agreement": 1.0, "skipped": None},
+            {"name": "bf16-autocast", "img_s": None, "agreement": None, "skipped": "no AMX"},
+        ],
+    }
+
+    async def with_variant(route: Any) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        body["models"]["colors"]["variant"] = variant
+        await route.fulfill(response=response, json=body)
+
+    page = await browser.new_page()
+    await page.route("**/status", with_variant)
+    await page.goto(server.url + "/")
+    shown = page.locator('section[data-model="colors"] .variant')
+    await shown.wait_for(timeout=WAIT_MS)
+    text = await shown.text_content()
+    assert "openvino-bf16" in text and "541/s" in text and "(no AMX)" in text
