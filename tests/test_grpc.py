@@ -162,27 +162,39 @@ async def test_the_classification_extension_gives_the_http_answer(clients):
     assert grpc_top[1][0].decode().endswith(":2:blue")
 
 
+async def model_infer(url: str, request: Any) -> Any:
+    """One ModelInfer call made by hand (tritonclient always sends raw contents)."""
+    async with grpc.aio.insecure_channel(url) as channel:
+        infer = channel.unary_unary(
+            f"/{pb.SERVICE}/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        return await infer(request)
+
+
 async def test_typed_contents_give_the_answer_of_raw_contents(clients):
-    """tritonclient always sends raw contents; the typed `contents` field, by hand."""
     batch = red_and_blue()
     request = pb.ModelInferRequest(model_name="colors", id="typed")
     spec = request.inputs.add(name="input", datatype="FP32", shape=batch.shape)
     spec.contents.fp32_contents.extend(batch.reshape(-1).tolist())
     output = request.outputs.add(name="probabilities")
     output.parameters["classification"].int64_param = 1
-    async with grpc.aio.insecure_channel(clients.grpc_url) as channel:
-        infer = channel.unary_unary(
-            f"/{pb.SERVICE}/ModelInfer",
-            request_serializer=pb.ModelInferRequest.SerializeToString,
-            response_deserializer=pb.ModelInferResponse.FromString,
-        )
-        response = await infer(request)
+    response = await model_infer(clients.grpc_url, request)
     assert response.id == "typed"
     assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
         ("probabilities", "BYTES", [2, 1])
     ]
     labels = [item.split(b":")[2] for item in _bytes_elements(response.raw_output_contents[0])]
     assert labels == [b"red", b"blue"]
+
+    request = pb.ModelInferRequest(model_name="colors")
+    spec = request.inputs.add(name="input", datatype="UINT8", shape=[1, 3, 224, 224])
+    spec.contents.uint_contents.extend([300] * 3 * 224 * 224)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await model_infer(clients.grpc_url, request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "out of UINT8's range" in caught.value.details()
 
 
 def _bytes_elements(raw: bytes) -> list[bytes]:
@@ -220,6 +232,13 @@ async def test_triton_only_rpcs_are_unimplemented(clients):
         error = await clients.grpc_error(method, *args)
         assert error.status() == "StatusCode.UNIMPLEMENTED", method
         assert "autodep does not implement" in error.message()
+    async with grpc.aio.insecure_channel(clients.grpc_url) as channel:  # a streaming one
+        stream = channel.stream_stream(f"/{pb.SERVICE}/ModelStreamInfer")
+        call = stream(iter([pb.ModelInferRequest(model_name="colors").SerializeToString()]))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call:
+                pass
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_a_token_is_needed_except_for_health(serve, start_grpc, color_model):

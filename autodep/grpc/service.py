@@ -186,7 +186,12 @@ def _contents(spec: Any) -> np.ndarray | list[bytes]:
     values = getattr(spec.contents, field)
     if spec.datatype == "BYTES":
         return list(values)
-    return np.asarray(values, dtype=v2.NUMERIC[spec.datatype])
+    try:
+        return np.asarray(values, dtype=v2.NUMERIC[spec.datatype])
+    except OverflowError:  # e.g. 300 in the uint_contents of a UINT8 tensor
+        raise InvalidInput(
+            f"input {spec.name!r}: a value is out of {spec.datatype}'s range"
+        ) from None
 
 
 def parameters_of(parameters: Mapping[str, Any]) -> dict[str, Any]:
