@@ -152,15 +152,15 @@ function esc(value) {
 }
 
 function fixed(value, digits = 1) {
-  return value === null || value === undefined ? "–" : value.toFixed(digits);
+  return value == null ? "–" : value.toFixed(digits);
 }
 
 function ms(seconds) {
-  return seconds === null || seconds === undefined ? "–" : (seconds * 1000).toFixed(1) + " ms";
+  return seconds == null ? "–" : (seconds * 1000).toFixed(1) + " ms";
 }
 
 function mib(bytes) {
-  return bytes === null || bytes === undefined ? "–" : (bytes / 1048576).toFixed(0) + " MiB";
+  return bytes == null ? "–" : (bytes / 1048576).toFixed(0) + " MiB";
 }
 
 function clock(epochSeconds) {
@@ -185,7 +185,9 @@ function chart(points, lines, t, { title, unit, scale = 1, digits = 1, floor = 0
   const H = 100;
   const span = Math.min(HISTORY_S, Math.max(60, t - (points.length ? points[0].t : t)));
   let top = floor;
-  for (const p of points) for (const l of lines) if (p[l.key] !== null) top = Math.max(top, p[l.key] * scale);
+  for (const p of points) {
+    for (const l of lines) if (p[l.key] != null) top = Math.max(top, p[l.key] * scale);
+  }
   top = niceMax(top);
   const x = (pt) => (W * (pt - (t - span))) / span;
   const y = (v) => H - (H * v * scale) / top;
@@ -197,7 +199,7 @@ function chart(points, lines, t, { title, unit, scale = 1, digits = 1, floor = 0
       let d = "";
       let pen = false;
       for (const p of points) {
-        if (p[l.key] === null || p[l.key] === undefined) {
+        if (p[l.key] == null) {
           pen = false;
           continue;
         }
@@ -213,7 +215,7 @@ function chart(points, lines, t, { title, unit, scale = 1, digits = 1, floor = 0
   const now = lines
     .map((l) => {
       const v = last[l.key];
-      const text = v === null || v === undefined ? "–" : (v * scale).toFixed(digits);
+      const text = v == null ? "–" : (v * scale).toFixed(digits);
       return `<span class="legend"><i style="background:${l.color}"></i>${esc(l.label)} ${text}</span>`;
     })
     .join("");
@@ -249,7 +251,7 @@ function workersHtml(model) {
         <td class="state ${esc(w.state)}">${esc(w.state)}</td>
         <td class="num">${esc(w.served)}</td><td class="num">${mib(w.rss_bytes)}</td>
         <td>${w.started_at ? clock(w.started_at) : "–"}</td>
-        <td class="num">${w.startup_s === null ? "–" : w.startup_s.toFixed(2) + " s"}</td></tr>`,
+        <td class="num">${w.startup_s == null ? "–" : w.startup_s.toFixed(2) + " s"}</td></tr>`,
     )
     .join("");
   return `<table><tr><th>pid</th><th>state</th><th class="num">served</th>
@@ -257,7 +259,7 @@ function workersHtml(model) {
 }
 
 function scalingHtml(model) {
-  const events = (model.scaling || []).slice(0, 6);
+  const events = (model.scaling || []).slice(0, 6); // newest first
   if (!events.length) return `<p class="empty">no scaling decision yet</p>`;
   const rows = events
     .map((e) => {
