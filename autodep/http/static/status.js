@@ -178,9 +178,45 @@ function duration(seconds) {
   return seconds >= 120 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds)} s`;
 }
 
-// A chart of lines [{key, label, color, dash}] over the time this page has watched
-// (at least a minute, at most HISTORY_S seconds).
-function chart(points, lines, t, { title, unit, scale = 1, digits = 1, floor = 0 }) {
+// Each model's charts: lines of its series, over the time this page has watched
+// (at least a minute, at most HISTORY_S seconds); `floor` is the least y-axis top.
+const CHARTS = [
+  {
+    title: "request rate",
+    unit: "/s",
+    lines: [{ key: "rate", label: "req/s", color: "var(--blue)" }],
+  },
+  {
+    title: "latency (ms)",
+    unit: "ms",
+    scale: 1000,
+    digits: 0,
+    lines: [
+      { key: "p50", label: "p50", color: "var(--blue)" },
+      { key: "p99", label: "p99", color: "var(--orange)" },
+    ],
+  },
+  {
+    title: "workers",
+    unit: "",
+    digits: 0,
+    floor: (model) => model.max_workers,
+    lines: [
+      { key: "live", label: "live", color: "var(--green)" },
+      { key: "desired", label: "desired", color: "var(--ink)", dash: true },
+    ],
+  },
+  {
+    title: "queue depth",
+    unit: "",
+    digits: 0,
+    lines: [{ key: "queue", label: "queued", color: "var(--orange)" }],
+  },
+];
+
+function chart(points, t, spec, model) {
+  const { title, unit, lines, scale = 1, digits = 1 } = spec;
+  const floor = spec.floor ? spec.floor(model) : 0;
   const W = 300;
   const H = 100;
   const span = Math.min(HISTORY_S, Math.max(60, t - (points.length ? points[0].t : t)));
@@ -216,13 +252,16 @@ function chart(points, lines, t, { title, unit, scale = 1, digits = 1, floor = 0
     .map((l) => {
       const v = last[l.key];
       const text = v == null ? "–" : (v * scale).toFixed(digits);
-      return `<span class="legend"><i style="background:${l.color}"></i>${esc(l.label)} ${text}</span>`;
+      const key = `<i style="background:${l.color}"></i>`;
+      return `<span class="legend">${key}${esc(l.label)} ${text}</span>`;
     })
     .join("");
   return `<figure class="chart">
     <figcaption><span>${esc(title)}</span><span class="now">${now}</span></figcaption>
     <svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none">${grid}${paths}</svg>
-    <div class="axis"><span>−${duration(span)}</span><span>max ${top} ${esc(unit)}</span><span>now</span></div>
+    <div class="axis">
+      <span>−${duration(span)}</span><span>max ${top} ${esc(unit)}</span><span>now</span>
+    </div>
   </figure>`;
 }
 
@@ -301,11 +340,14 @@ function modelHtml(name, model, now) {
   const kpi = (field, value, label, bad = false) =>
     `<div class="kpi"><span class="value${bad ? " bad" : ""}" data-field="${field}">${value}</span>
       <span class="label">${label}</span></div>`;
+  const ready = model.ready ? "ready" : "not ready";
+  const workers = `${liveWorkers(model)} / ${model.desired_workers}`;
+  const range = `${model.min_workers}–${model.max_workers}`;
   return `<header><h2>${esc(name)}</h2>
-      <span class="badge ${model.ready ? "ready" : "not-ready"}">${model.ready ? "ready" : "not ready"}</span>
+      <span class="badge ${ready.replace(" ", "-")}">${ready}</span>
       ${variantHtml(model.variant)}</header>
     <div class="kpis">
-      ${kpi("workers", `${liveWorkers(model)} / ${model.desired_workers}`, `workers live / desired (${model.min_workers}–${model.max_workers})`)}
+      ${kpi("workers", workers, `workers live / desired (${range})`)}
       ${kpi("queue", model.queue_depth, "queued")}
       ${kpi("rate", fixed(last.rate), "requests/s")}
       ${kpi("p50", ms(last.p50), "p50 latency")}
@@ -314,28 +356,7 @@ function modelHtml(name, model, now) {
       ${kpi("errors", errors, "errors", errors > 0)}
       ${kpi("restarts", model.restarts, "restarts", model.restarts > 0)}
     </div>
-    <div class="charts">
-      ${chart(points, [{ key: "rate", label: "req/s", color: "var(--blue)" }], now.t, { title: "request rate", unit: "/s" })}
-      ${chart(
-        points,
-        [
-          { key: "p50", label: "p50", color: "var(--blue)" },
-          { key: "p99", label: "p99", color: "var(--orange)" },
-        ],
-        now.t,
-        { title: "latency (ms)", unit: "ms", scale: 1000, digits: 0 },
-      )}
-      ${chart(
-        points,
-        [
-          { key: "live", label: "live", color: "var(--green)" },
-          { key: "desired", label: "desired", color: "var(--ink)", dash: true },
-        ],
-        now.t,
-        { title: "workers", unit: "", digits: 0, floor: model.max_workers },
-      )}
-      ${chart(points, [{ key: "queue", label: "queued", color: "var(--orange)" }], now.t, { title: "queue depth", unit: "", digits: 0 })}
-    </div>
+    <div class="charts">${CHARTS.map((spec) => chart(points, now.t, spec, model)).join("")}</div>
     <div class="details">
       <div><h3>Workers</h3>${workersHtml(model)}</div>
       <div><h3>Scaling decisions</h3>${scalingHtml(model)}</div>
@@ -361,8 +382,9 @@ function render(now) {
   }
   const total = sum(names.map((n) => (series[n] || []).at(-1)?.rate || 0));
   const workers = sum(names.map((n) => liveWorkers(now.status.models[n])));
+  const models = `${names.length} model${names.length === 1 ? "" : "s"}`;
   document.getElementById("summary").textContent =
-    `${names.length} model${names.length === 1 ? "" : "s"} · ${workers} workers · ${total.toFixed(1)} requests/s`;
+    `${models} · ${workers} workers · ${total.toFixed(1)} requests/s`;
   const unknown = now.requests.unknown;
   const box = document.getElementById("unknown-errors");
   box.hidden = !unknown;
