@@ -83,6 +83,11 @@ class Metrics:
         """Report the pools' state at every scrape."""
         self.registry.register(_PoolCollector(pools))
 
+    def observe_request(self, model: str, code: int, seconds: float) -> None:
+        """A model request answered (over HTTP or gRPC), with its HTTP status code."""
+        self.requests.labels(model, str(code)).inc()
+        self.request_seconds.labels(model).observe(seconds)
+
     def observe_dispatch(self, model: str, waits: list[float]) -> None:
         """A batch leaves the queue: its size, and how long each request waited."""
         self.batch_size.labels(model).observe(len(waits))

@@ -20,6 +20,7 @@ from aiohttp import web
 from autodep.config import ServerConfig
 from autodep.embedding import Autodep
 from autodep.errors import ConfigError, WorkerStartError
+from autodep.grpc import GrpcServer
 from autodep.pool.launcher import stop_helpers
 
 log = logging.getLogger("autodep")
@@ -53,6 +54,7 @@ SETTINGS: list[tuple[str, type, str]] = [
         "none | explicit (the /v2/repository load and unload routes) | poll (watch the files)",
     ),
     ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
+    ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
 ]
 
 
@@ -126,12 +128,25 @@ async def _serve(config: ServerConfig) -> int:
         return 1
     host, port = runner.addresses[0][:2]
     log.info("serving %s on http://%s:%s", ", ".join(service.models), host, port)
+    grpc_server = None
+    if config.grpc_port is not None:
+        grpc_server = GrpcServer(service)
+        try:
+            grpc_port = await grpc_server.start(config.host, config.grpc_port)
+        except OSError as exc:
+            log.error("%s", exc)
+            await service.shutdown(0)
+            await runner.cleanup()
+            return 1
+        log.info("serving the V2 protocol over gRPC on %s:%s", config.host, grpc_port)
     await stop.wait()
     log.info("shutting down")
-    # 1-3. Refuse new requests (503), finish queued work within the grace period,
-    #      stop the workers (Autodep.shutdown).
+    # 1-3. Refuse new requests (503 / UNAVAILABLE), finish queued work within the
+    #      grace period, stop the workers (Autodep.shutdown).
     await service.shutdown()
-    # 4. Close the listening socket and the idle connections.
+    # 4. Close the listening sockets and the idle connections.
+    if grpc_server is not None:
+        await grpc_server.stop(grace=1)
     await runner.cleanup()
     return 0
 

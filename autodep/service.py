@@ -295,6 +295,7 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
                 "state": w.state.value,
                 "served": w.served,
                 "startup_s": None if w.startup_s is None else round(w.startup_s, 4),
+                "started_at": round(w.started_at, 3),
                 "rss_bytes": w.rss_bytes(),
             }
             for w in pool.workers

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from autodep.http import health, predict, repository, v2
+from autodep.http import health, page, predict, repository, v2
 from autodep.http.auth import require_token
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
@@ -28,6 +28,7 @@ def build_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app.add_routes(
         [
+            web.get("/", page.page),
             web.post("/predict", predict.predict),
             web.post("/predict/{model}", predict.predict),
             web.get("/status", health.status),

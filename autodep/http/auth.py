@@ -4,9 +4,11 @@
     missing or wrong               401 {"error": ...} with WWW-Authenticate: Bearer
 
 The health routes (`/v2/health/live`, `/v2/health/ready`) stay open so that
-load balancers and orchestrators can probe without the secret. They are told
-apart by their handler, not by the path, so the rule holds when the app is
-mounted under a prefix as a sub-application.
+load balancers and orchestrators can probe without the secret, and so does the
+status page's HTML shell (`GET /`), which shows nothing until its script is
+given the token (autodep.http.page). They are told apart by their handler, not
+by the path, so the rule holds when the app is mounted under a prefix as a
+sub-application.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from autodep.http import health
+from autodep.http import health, page
 from autodep.http.errors import error_response
 
-PUBLIC = frozenset({health.live, health.ready})
+PUBLIC = frozenset({health.live, health.ready, page.page})
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 

@@ -58,6 +58,7 @@ class WorkerHandle:
         self.pid: int | None = None
         self.served = 0
         self.startup_s: float | None = None
+        self.started_at = time.time()  # wall clock, for /status
         self.idle_since = time.monotonic()
         self.busy_since = self.idle_since
         self.exitcode: int | None = None

@@ -1,4 +1,9 @@
-"""The Open Inference Protocol (KServe V2): parsing, inference and serialisation.
+"""The Open Inference Protocol (KServe V2): request objects, inference, JSON.
+
+Both front ends translate into the same objects: the HTTP routes parse V2 JSON
+(and binary data) with `parse_request`, the gRPC service (`autodep.grpc`) reads
+protobuf messages; each builds `Tensor`s with `tensor` or `tensor_from_raw`,
+calls `infer` and turns the `InferResponse` back into its wire format.
 
 One logical input per model:
 - BYTES `[N]`: N encoded items (image files, UTF-8 texts, .npy files), decoded
@@ -39,6 +44,9 @@ EXTENSIONS = ["classification", "binary_tensor_data"]
 NUMERIC = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
     "INT8": np.dtype(np.int8),
     "INT16": np.dtype(np.int16),
     "INT32": np.dtype(np.int32),
@@ -56,15 +64,16 @@ class Tensor:
     name: str
     datatype: str
     shape: list[int]
-    data: np.ndarray | list[bytes]  # numeric array, or BYTES elements
+    data: np.ndarray | list[bytes]  # numeric array in `shape`, or BYTES elements
     parameters: dict[str, Any] = field(default_factory=dict)
+    binary: bool = False  # an output sent as binary data (HTTP's binary tensor data extension)
 
 
 @dataclass
 class RequestedOutput:
     name: str
     classification: int | None = None
-    binary: bool | None = None
+    binary: bool | None = None  # HTTP only; None: the request's binary_data_output
 
 
 @dataclass
@@ -73,6 +82,14 @@ class InferRequest:
     outputs: list[RequestedOutput]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferResponse:
+    model_name: str
+    outputs: list[Tensor]
+    id: str | None = None
+    model_version: str = "1"
 
 
 # -- metadata ----------------------------------------------------------------
@@ -149,32 +166,56 @@ def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
     if not isinstance(spec, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype, data")
     name = str(spec.get("name", ""))
-    datatype = spec.get("datatype")
-    shape = spec.get("shape")
+    datatype: Any = spec.get("datatype")
+    shape: Any = spec.get("shape")
+    parameters = _parameters(spec, f"input {name!r}")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(binary):
+            raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
+        return tensor_from_raw(name, datatype, shape, binary[:size], parameters), size
+    if "data" not in spec:
+        raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
+    _check_type(name, datatype, shape)
+    return tensor(name, datatype, shape, _json_data(spec["data"], datatype, name), parameters), 0
+
+
+def tensor(
+    name: str,
+    datatype: Any,
+    shape: Any,
+    data: np.ndarray | list[bytes],
+    parameters: dict[str, Any] | None = None,
+) -> Tensor:
+    """An input tensor from flat elements, checked against its datatype and shape."""
+    _check_type(name, datatype, shape)
+    count = math.prod(shape)  # exact: a huge shape cannot overflow into a small count
+    if len(data) != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} elements, got {len(data)}")
+    if isinstance(data, np.ndarray):
+        data = data.reshape(shape)
+    return Tensor(name, datatype, list(shape), data, parameters or {})
+
+
+def tensor_from_raw(
+    name: str,
+    datatype: Any,
+    shape: Any,
+    raw: bytes | memoryview,
+    parameters: dict[str, Any] | None = None,
+) -> Tensor:
+    """An input tensor from its raw bytes: row-major elements, or length-prefixed BYTES."""
+    _check_type(name, datatype, shape)
+    raw = memoryview(raw)
+    data = bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
+    return tensor(name, datatype, shape, data, parameters)
+
+
+def _check_type(name: str, datatype: Any, shape: Any) -> None:
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
     if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC):
         raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}")
-    parameters = _parameters(spec, f"input {name!r}")
-    size = parameters.get("binary_data_size")
-    count = math.prod(shape)  # exact: a huge shape cannot overflow into a small count
-    if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(binary):
-            raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
-        raw = binary[:size]
-        data = _bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
-        used = size
-    else:
-        if "data" not in spec:
-            raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
-        data = _json_data(spec["data"], datatype, name)
-        used = 0
-    length = len(data)
-    if length != count:
-        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} elements, got {length}")
-    if isinstance(data, np.ndarray):
-        data = data.reshape(shape)
-    return Tensor(name, datatype, shape, data, parameters), used
 
 
 def _numeric(raw: memoryview, datatype: str, name: str) -> np.ndarray:
@@ -184,7 +225,8 @@ def _numeric(raw: memoryview, datatype: str, name: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).copy()
 
 
-def _bytes_elements(raw: memoryview, name: str) -> list[bytes]:
+def bytes_elements(raw: memoryview, name: str) -> list[bytes]:
+    """BYTES elements from their serialized form: each a 4-byte little-endian length, then it."""
     elements, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
@@ -222,7 +264,11 @@ def _flatten(data: Any) -> list[Any]:
 def _requested_output(spec: Any) -> RequestedOutput:
     if not isinstance(spec, dict) or "name" not in spec:
         raise InvalidInput("each requested output must be an object with a name")
-    parameters = _parameters(spec, f"output {spec['name']!r}")
+    return requested_output(str(spec["name"]), _parameters(spec, f"output {spec['name']!r}"))
+
+
+def requested_output(name: str, parameters: dict[str, Any]) -> RequestedOutput:
+    """An output the client asks for, with the classification extension's parameter."""
     classification = parameters.get("classification")
     if classification is not None and (
         not isinstance(classification, int)
@@ -231,16 +277,14 @@ def _requested_output(spec: Any) -> RequestedOutput:
     ):
         raise InvalidInput("parameters.classification must be a whole number of at least 1")
     binary = parameters.get("binary_data")
-    return RequestedOutput(
-        str(spec["name"]), classification, None if binary is None else bool(binary)
-    )
+    return RequestedOutput(name, classification, None if binary is None else bool(binary))
 
 
 # -- inference ---------------------------------------------------------------
 
 
-async def infer(service: Service, served: ServedModel, request: InferRequest) -> dict[str, Any]:
-    """Run every item of the request through the model; a V2 response (tensors as arrays)."""
+async def infer(service: Service, served: ServedModel, request: InferRequest) -> InferResponse:
+    """Run every item of the request through the model (each item one request to the pool)."""
     if len(request.inputs) != 1:
         raise InvalidInput(
             f"model {served.config.name!r} takes one input, got {len(request.inputs)}"
@@ -248,14 +292,7 @@ async def infer(service: Service, served: ServedModel, request: InferRequest) ->
     items = _items(served, request.inputs[0])
     inferred = await asyncio.gather(*(service.infer(served, item) for item in items))
     tensors = await _outputs(service, served, request, list(inferred))
-    response: dict[str, Any] = {
-        "model_name": served.config.name,
-        "model_version": "1",
-        "outputs": tensors,
-    }
-    if request.id is not None:
-        response["id"] = request.id
-    return response
+    return InferResponse(served.config.name, tensors, request.id, str(served.version))
 
 
 def _items(served: ServedModel, tensor: Tensor) -> list[Item]:
@@ -296,7 +333,7 @@ async def _outputs(
     served: ServedModel,
     request: InferRequest,
     inferred: list[Inferred],
-) -> list[dict[str, Any]]:
+) -> list[Tensor]:
     kind = served.config.output
     name = model_metadata(served)["outputs"][0]["name"]
     requested = request.outputs or [RequestedOutput(name)]
@@ -337,39 +374,49 @@ async def _outputs(
     return tensors
 
 
-def _numeric_tensor(name: str, rows: list[np.ndarray], binary: bool) -> dict[str, Any]:
+def _numeric_tensor(name: str, rows: list[np.ndarray], binary: bool) -> Tensor:
     if len({row.shape for row in rows}) != 1:
         raise InvalidInput("the items' outputs differ in shape; send them in separate requests")
     array = np.stack(rows)
     datatype = DATATYPE_OF.get(array.dtype)
     if datatype is None:
         array, datatype = array.astype(np.float32), "FP32"
-    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-    if binary:
-        tensor["_binary"] = array.tobytes()
-    else:
-        tensor["data"] = array.reshape(-1).tolist()
-    return tensor
+    return Tensor(name, datatype, list(array.shape), array, binary=binary)
 
 
-def _bytes_tensor(name: str, shape: list[int], items: list[bytes], binary: bool) -> dict[str, Any]:
-    tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
-    if binary:
-        tensor["_binary"] = b"".join(_LENGTH.pack(len(i)) + i for i in items)
-    else:
-        tensor["data"] = [i.decode("utf-8") for i in items]
-    return tensor
+def _bytes_tensor(name: str, shape: list[int], items: list[bytes], binary: bool) -> Tensor:
+    return Tensor(name, "BYTES", shape, items, binary=binary)
 
 
-def serialize_response(response: dict[str, Any]) -> tuple[bytes, int | None]:
-    """The body, and the JSON header's length when binary tensors follow it."""
-    parts = []
-    for tensor in response["outputs"]:
-        raw = tensor.pop("_binary", None)
-        if raw is not None:
-            tensor.setdefault("parameters", {})["binary_data_size"] = len(raw)
+def raw_contents(tensor: Tensor) -> bytes:
+    """A tensor's elements in the raw form (row-major, or length-prefixed BYTES)."""
+    if isinstance(tensor.data, np.ndarray):
+        return np.ascontiguousarray(tensor.data).tobytes()
+    return b"".join(_LENGTH.pack(len(item)) + item for item in tensor.data)
+
+
+def serialize_response(response: InferResponse) -> tuple[bytes, int | None]:
+    """The JSON body, and the JSON header's length when binary tensors follow it."""
+    outputs, parts = [], []
+    for t in response.outputs:
+        spec: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": t.shape}
+        if t.binary:
+            raw = raw_contents(t)
+            spec["parameters"] = {"binary_data_size": len(raw)}
             parts.append(raw)
-    header = json.dumps(response).encode()
+        elif isinstance(t.data, np.ndarray):
+            spec["data"] = t.data.reshape(-1).tolist()
+        else:
+            spec["data"] = [item.decode("utf-8") for item in t.data]
+        outputs.append(spec)
+    body: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
+    if response.id is not None:
+        body["id"] = response.id
+    header = json.dumps(body).encode()
     if not parts:
         return header, None
     return header + b"".join(parts), len(header)
