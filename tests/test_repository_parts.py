@@ -66,9 +66,7 @@ def test_bad_versions_name_file_model_field_and_value(tmp_path, entry, words):
 
 def test_a_bad_value_in_a_load_request_is_quoted():
     entry = {"name": "a", "path": "m.pt", "workers": {"max": "zero"}}
-    with pytest.raises(
-        ConfigError, match=r"load request: model 'a': workers\.max: .*not 'zero'"
-    ):
+    with pytest.raises(ConfigError, match=r"load request: model 'a': workers\.max: .*not 'zero'"):
         model_from_entry(entry, Path("."), "load request")
 
 
