@@ -4,7 +4,8 @@
                 (decode + preprocess), the worker's runner (TorchScript resnet18
                 + softmax) and the encoder (top-5), torch's default threads and
                 OpenMP's default waiting (no variables set), warmed up
-    HTTP        `python -m autodep.serve --config m.yaml` with its defaults in a
+    HTTP        `python -m autodep.serve --config m.yaml --optimize off` (otherwise its
+                defaults; the same model file as in-process) in a
                 subprocess, one lean keep-alive client (bench.loadgen) posting
                 the JPEG and reading the answer, one request at a time
 
@@ -57,6 +58,9 @@ PARAMS = [
     Param("requests", 40, 15, "timed requests per side per round"),
     Param("warmup", 10, 5, "untimed requests per side first"),
 ]
+# The file as given on both sides: this measures the path around the model, not the
+# optimizer (bench.optimize does that).
+SERVER_FLAGS = ["--optimize", "off"]
 TARGET_MS = 1.0  # issue 11: HTTP p50 within this of the in-process p50
 HISTOGRAM = re.compile(r"^autodep_(\w+)_seconds_(sum|count)\{[^}]*\} (\S+)$", re.MULTILINE)
 PARTS = ("request_duration", "queue_wait", "decode", "compute")  # the server's histograms
@@ -207,7 +211,8 @@ def main() -> None:
             config = model_config(model, resize)
             repository = write_repository(config, directory)
             log = directory / f"server-{resize}.log"
-            with ServerProcess(f"latency-{resize}", ["--config", str(repository)], log) as server:
+            flags = ["--config", str(repository), *SERVER_FLAGS]
+            with ServerProcess(f"latency-{resize}", flags, log) as server:
                 url = server.url()
                 local, remote = measure(InProcess(config), url, jpeg, args)
             report(resize, local, remote)

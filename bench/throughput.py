@@ -5,7 +5,8 @@
                       softmax, top-5) at batch sizes 1..16 in the default
                       environment (torch's default threads, OpenMP untouched, as a
                       user runs it); the best images/s is the limit
-    HTTP              `python -m autodep.serve` in a subprocess with its defaults
+    HTTP              `python -m autodep.serve --optimize off` in a subprocess, otherwise
+                      with its defaults
                       (and, for the 224 model, two fixed thread layouts); a lean
                       closed-loop client (bench.loadgen) at concurrency 1 (p50)
                       and 32 (images/s, p50, p99); the server process's own CPU
@@ -63,6 +64,7 @@ LAYOUTS = {
         *("--threads-per-worker", "1"),
     ],
 }
+SERVER_FLAGS = ["--optimize", "off"]  # the file as given, as in-process
 GOALS = {224: 0.95, 64: 0.8}  # served c=32 throughput / in-process limit (issue 11)
 CPU_GOAL_MS = 0.5  # server-process CPU per request
 
@@ -147,7 +149,10 @@ def run_model(
     results = {
         name: asyncio.run(
             measure(
-                ["--config", str(repository), *flags], jpeg, args, directory / f"s{resize}-{i}.log"
+                ["--config", str(repository), *SERVER_FLAGS, *flags],
+                jpeg,
+                args,
+                directory / f"s{resize}-{i}.log",
             )
         )
         for i, (name, flags) in enumerate(configs.items())
