@@ -100,7 +100,11 @@ class Service:
         await prepared
         # Each model's variant (autodep.optimize): cached, or searched now, one model at a time
         # so that searches do not disturb each other's measurements.
-        variants = await loop.run_in_executor(self._executor, resolve_all, self.config)
+        try:
+            variants = await loop.run_in_executor(self._executor, resolve_all, self.config)
+        except BaseException:
+            await self._close_pools()
+            raise
         for model in self.config.models:
             variant = variants[model.name]
             spec = _worker_spec(model, codecs[model.name], self.config, variant)
