@@ -102,13 +102,16 @@ class Service:
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
-        # Boot the forkserver (it imports torch once) while each model version's variant
-        # (autodep.optimize) is found: cached, or searched now, one after the other so
-        # that searches do not disturb each other's measurements.
-        prepared = loop.run_in_executor(self._executor, self._launcher.prepare)
         versions = [v for entry in self.config.models for v in select_versions(entry).values()]
-        await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
-        await prepared
+        try:
+            # Boot the forkserver (it imports torch once); then find each model version's
+            # variant (autodep.optimize): cached, or searched now, one after the other
+            # so that nothing disturbs a search's measurements.
+            await loop.run_in_executor(self._executor, self._launcher.prepare)
+            await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
+        except BaseException:
+            await self._close_pools()
+            raise
         for model in self.config.models:
             self.repository.prepare(model)
         try:

@@ -14,6 +14,7 @@ Adding a backend is adding its two functions and a line here.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,12 @@ NEEDS: dict[str, Callable[[Target], str | None]] = {
     ),
     "native_bf16": _native_bf16,
 }
+
+
+def imported(reference: str) -> Any:
+    """What a ``module:attribute`` reference names (a candidate's functions, a candidate list)."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def applies(candidate: Candidate, target: Target) -> str | None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,6 @@ class Result:
     threads: int
     machine: str
     search_s: float
-    details: dict[str, Any] = field(default_factory=dict)
 
     def row(self, name: str) -> Row:
         return next(row for row in self.rows if row.name == name)

@@ -17,7 +17,6 @@ child down.
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from autodep.codecs import codec_for
 from autodep.config import ModelConfig
 from autodep.errors import OptimizeError
 from autodep.optimize import cache
-from autodep.optimize.candidates import AS_GIVEN, Candidate
+from autodep.optimize.candidates import AS_GIVEN, Candidate, imported
 from autodep.optimize.cpu import Machine, this_machine
 from autodep.optimize.result import Result
 
@@ -57,8 +56,7 @@ class Job:
 
 
 def import_candidates(reference: str, only: str | None = None) -> tuple[Candidate, ...]:
-    module, _, attribute = reference.partition(":")
-    candidates: Sequence[Candidate] = getattr(importlib.import_module(module), attribute)
+    candidates: Sequence[Candidate] = imported(reference)
     if not any(c.name == AS_GIVEN for c in candidates):
         raise ValueError(f"{reference} lacks the {AS_GIVEN!r} candidate (the gate's reference)")
     return tuple(c for c in candidates if only is None or c.name in (AS_GIVEN, only))

@@ -6,17 +6,15 @@ runs with the torch threads the workers start with.
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ import torch
 from autodep.codecs import codec_for
 from autodep.config import ModelConfig
 from autodep.optimize import cache, gate, measure
-from autodep.optimize.candidates import AS_GIVEN, Candidate, Target, applies
+from autodep.optimize.candidates import AS_GIVEN, Candidate, Target, applies, imported
 from autodep.optimize.cpu import this_machine
 from autodep.optimize.result import Result, Row
 from autodep.optimize.samples import Sample, samples
@@ -34,12 +32,6 @@ from autodep.optimize.source import LoadContext, Source
 from autodep.worker.runners import Runner, make_runner
 
 Answers = list[list[np.ndarray]]
-
-
-def function(reference: str) -> Callable[..., Any]:
-    module, _, name = reference.partition(":")
-    found: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    return found
 
 
 class Trial:
@@ -79,8 +71,8 @@ class Trial:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         started = time.monotonic()
-        artifact = function(candidate.prepare)(self.source, candidate.options, out)
-        model = function(candidate.load)(artifact, candidate.options, self.context)
+        artifact = imported(candidate.prepare)(self.source, candidate.options, out)
+        model = imported(candidate.load)(artifact, candidate.options, self.context)
         runner = make_runner(model, self.model.input, self.model.output)
         answers = self._answers(runner)
         prepare_s = time.monotonic() - started  # with the first load and calls (compilation)

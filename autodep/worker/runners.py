@@ -7,7 +7,6 @@ model (softmax, argmax) so that less data travels back.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,12 +35,11 @@ def load_model(path: str, variant: VariantSpec | None = None) -> Any:
 
 
 def _load_variant(variant: VariantSpec) -> Any:
+    from autodep.optimize.candidates import imported
     from autodep.optimize.source import LoadContext
 
-    module, _, name = variant.load.partition(":")
-    load = getattr(importlib.import_module(module), name)
     context = LoadContext(variant.threads, Path(variant.cache_dir))
-    return load(Path(variant.artifact), dict(variant.options), context)
+    return imported(variant.load)(Path(variant.artifact), dict(variant.options), context)
 
 
 def make_runner(model: Any, input_kind: str, output_kind: str) -> Runner:
