@@ -12,7 +12,7 @@ import argparse
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +137,19 @@ class Param:
 
 
 def parse_args(
-    description: str, params: Sequence[Param], argv: Sequence[str] | None = None
+    description: str,
+    params: Sequence[Param],
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
-    """Options left unset take the `--quick` or the full-run default; `mode` names which."""
+    """Options left unset take the `--quick` or the full-run default; `mode` names which.
+
+    `extra` adds a benchmark's own options to the parser.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
+    if extra is not None:
+        extra(parser)
     for param in params:
         parser.add_argument(
             "--" + param.name.replace("_", "-"),

@@ -116,14 +116,26 @@ async def serve() -> AsyncIterator[Any]:
 
 
 def worker_pids() -> set[int]:
-    """Our worker processes: children of the forkserver that this process started."""
-    me = psutil.Process()
-    return {
-        p.pid
-        for p in me.children(recursive=True)
-        if "forkserver" not in " ".join(_cmdline(p))
-        and "resource_tracker" not in " ".join(_cmdline(p))
-    }
+    """Our worker processes: what runs under the forkserver this process started, and any
+    other child that is not one of multiprocessing's helpers (a spawned worker, a server).
+
+    A forked worker has the forkserver's command line, so it is found by its parent.
+    """
+    found: set[int] = set()
+    for child in psutil.Process().children():
+        line = " ".join(_cmdline(child))
+        if "forkserver" in line:
+            found |= {p.pid for p in _children(child)}
+        elif "resource_tracker" not in line:
+            found.add(child.pid)
+    return found
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
