@@ -121,6 +121,33 @@ async def test_workers_killed_under_load_lose_no_request(serve, slow_model, capl
     assert "scaling down" not in caplog.text
 
 
+async def test_a_request_that_kills_its_worker_twice_fails_alone(serve, gated):
+    model, gate = gated
+    server = await serve(model, min_workers=1, max_workers=1, max_batch_size=4)
+    poison = asyncio.ensure_future(server.predict(image_bytes("blue")))
+    await gate.wait_entered(1)
+    others = [asyncio.ensure_future(server.predict(image_bytes("red"))) for _ in range(2)]
+
+    async def queued():
+        return (await server.get("/status"))[1]["models"]["gated"]["queue_depth"] == 2
+
+    await wait_for(queued)
+    for deaths in (1, 2):  # each time the poison is inside a worker, that worker dies
+        [worker] = await workers(server, "gated")
+        os.kill(worker["pid"], signal.SIGKILL)
+        if deaths == 1:
+            await gate.wait_entered(2)  # it came back first, and alone, in the replacement
+            assert (await server.get("/status"))[1]["models"]["gated"]["queue_depth"] == 2
+    status, body, _ = await poison
+    assert status == 500 and "worker process died" in body["error"]
+    gate.open()
+    assert [(s, b["predictions"][0]["label"]) for s, b, _ in await asyncio.gather(*others)] == [
+        (200, "red"),
+        (200, "red"),
+    ]
+    assert server.service.models["gated"].pool.restarts == 2
+
+
 async def test_a_model_that_fails_to_load_is_reported(broken_model):
     with pytest.raises(WorkerStartError, match="broken"):
         async with Autodep(broken_model):
