@@ -65,6 +65,7 @@ class Answers:
     latencies: list[float] = field(default_factory=list)
     retry_after: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # transport errors: no status at all
+    failures: list[str] = field(default_factory=list)  # the first answers other than 200 or 503
     elapsed: float = 0.0
 
     def count(self, status: int) -> int:
@@ -105,8 +106,10 @@ async def closed_loop(
             began = time.perf_counter()
             try:
                 async with session.post(f"{url}/predict", data=jpeg, headers=headers) as reply:
-                    await reply.read()
+                    body = await reply.read()
                     status, retry = reply.status, "Retry-After" in reply.headers
+                if status not in (200, 503) and len(answers.failures) < 5:
+                    answers.failures.append(f"{status} {body[:200].decode(errors='replace')}")
             except aiohttp.ClientError as exc:
                 answers.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -212,7 +215,8 @@ async def crash(
     flags = ["--model", str(model), *WORKERS]
     with ServerProcess("crash", flags, logs / "server-crash.log") as server:
         url = server.url()
-        async with session_for(args.crash_clients) as session:
+        # The killer has its own connection: the clients' pool is always in use.
+        async with session_for(args.crash_clients) as session, session_for(1) as control:
             await closed_loop(session, url, jpeg, args.crash_clients, seconds=2)  # warm-up
             killed: list[int] = []
 
@@ -220,7 +224,7 @@ async def crash(
                 deadline = time.perf_counter() + args.crash_seconds
                 while time.perf_counter() + args.kill_every_ms / 1000 < deadline:
                     await asyncio.sleep(args.kill_every_ms / 1000)  # the schedule of kills
-                    workers = (await status(session, url))["workers"]
+                    workers = (await status(control, url))["workers"]
                     ready = [w for w in workers if w["state"] in ("busy", "idle")]
                     ready = [w for w in ready if w["pid"] not in killed]
                     if ready:  # prefer a busy worker: its batch must be retried elsewhere
@@ -250,6 +254,8 @@ async def crash(
         f"{kills} kills, restarts {final['restarts']}, workers started {started}, "
         f"stopped as scaling down {scale_downs}"
     )
+    for failure in answers.failures + answers.errors[:5]:
+        print(f"  failed: {failure}")
     report.add("crash", "failed requests", f"{failed} of {total}", "0", failed == 0)
     report.add(
         "crash",
