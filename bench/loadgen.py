@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -94,3 +95,14 @@ async def closed_loop(
     await asyncio.gather(*(client() for _ in range(concurrency)))
     result.elapsed = time.perf_counter() - began
     return result
+
+
+async def post_loop(
+    url: str, body: bytes, concurrency: int, *, path: str = "/predict", **amount: float
+) -> LoadResult:
+    """`closed_loop` against a server's base URL, posting a JPEG body to `path`."""
+    address = urlsplit(url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    return await closed_loop(
+        host, port, path, body, "image/jpeg", concurrency=concurrency, **amount
+    )

@@ -29,7 +29,6 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import psutil
@@ -47,7 +46,7 @@ from bench.common import (
     print_table,
     write_repository,
 )
-from bench.loadgen import LoadResult, closed_loop
+from bench.loadgen import LoadResult, post_loop
 from bench.server import ServerProcess
 
 PARAMS = [
@@ -102,13 +101,10 @@ def in_process_limit(pipeline: InProcess, jpeg: bytes, reps: int) -> Limit:
 
 async def measure(flags: list[str], jpeg: bytes, args: argparse.Namespace, log: Path) -> Served:
     with ServerProcess(log.stem, flags, log) as server:
-        address = urlsplit(server.url())
-        host, port = address.hostname or "127.0.0.1", address.port or 80
+        url = server.url()
 
         async def load(concurrency: int, **amount: float) -> LoadResult:
-            return await closed_loop(
-                host, port, "/predict", jpeg, "image/jpeg", concurrency=concurrency, **amount
-            )
+            return await post_loop(url, jpeg, concurrency, **amount)
 
         await load(32, seconds=2)  # warm every batch size in the workers
         await load(1, requests=10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -31,36 +30,24 @@ async def workers(server, model):
     return body["models"][model]["workers"]
 
 
-async def test_scales_up_under_load_then_stops_idle_workers(serve, slow_model):
+async def test_scales_up_under_load_then_stops_idle_workers(serve, gated):
+    model, gate = gated
     server = await serve(
-        slow_model, min_workers=1, max_workers=2, max_batch_size=1, idle_timeout=1.0
+        model, min_workers=1, max_workers=2, max_batch_size=1, idle_timeout=1.0, tick=0.2
     )
-    assert len(await workers(server, "slow")) == 1
-    seen: dict[int, dict] = {}
-
-    async def watch():
-        while True:
-            live = [w for w in await workers(server, "slow") if w["state"] != "stopping"]
-            assert len(live) <= 2  # never above max_workers
-            seen.update({w["pid"]: w for w in live if w["pid"]})
-            await asyncio.sleep(0.02)  # pacing the probe
-
-    async def load_until_a_second_worker() -> None:
-        # A fixed number of requests can all be served before the autoscaler's next tick.
-        while len(seen) < 2:
-            results = await asyncio.gather(*(server.predict(image_bytes("red")) for _ in range(6)))
-            assert all(status == 200 for status, _, _ in results)
-
-    watcher = asyncio.ensure_future(watch())
-    await asyncio.wait_for(load_until_a_second_worker(), timeout=30)
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher  # re-raises an assertion the watcher failed
-    started = [w for w in seen.values() if w["startup_s"] is not None]
-    assert all(w["startup_s"] > 0 and w["rss_bytes"] > 0 for w in started)
+    assert len(await workers(server, "gated")) == 1
+    # The gate holds the first request in the model, so the others stay queued:
+    # load that lasts until the test ends it.
+    burst = asyncio.gather(*(server.predict(image_bytes("red")) for _ in range(6)))
+    await gate.wait_entered(2)  # a second worker started and took a request too
+    started = await workers(server, "gated")
+    assert len(started) == 2  # never above max_workers
+    assert all(w["state"] == "busy" and w["startup_s"] > 0 and w["rss_bytes"] > 0 for w in started)
+    gate.open()
+    assert all(status == 200 for status, _, _ in await burst)
 
     async def back_to_minimum():
-        return len(await workers(server, "slow")) == 1
+        return len(await workers(server, "gated")) == 1
 
     await wait_for(back_to_minimum)
 
@@ -132,6 +119,33 @@ async def test_workers_killed_under_load_lose_no_request(serve, slow_model, capl
     # Exactly one replacement per death: two workers at start, one more per kill.
     assert pool.started == 2 + len(killed)
     assert "scaling down" not in caplog.text
+
+
+async def test_a_request_that_kills_its_worker_twice_fails_alone(serve, gated):
+    model, gate = gated
+    server = await serve(model, min_workers=1, max_workers=1, max_batch_size=4)
+    poison = asyncio.ensure_future(server.predict(image_bytes("blue")))
+    await gate.wait_entered(1)
+    others = [asyncio.ensure_future(server.predict(image_bytes("red"))) for _ in range(2)]
+
+    async def queued():
+        return (await server.get("/status"))[1]["models"]["gated"]["queue_depth"] == 2
+
+    await wait_for(queued)
+    for deaths in (1, 2):  # each time the poison is inside a worker, that worker dies
+        [worker] = await workers(server, "gated")
+        os.kill(worker["pid"], signal.SIGKILL)
+        if deaths == 1:
+            await gate.wait_entered(2)  # it came back first, and alone, in the replacement
+            assert (await server.get("/status"))[1]["models"]["gated"]["queue_depth"] == 2
+    status, body, _ = await poison
+    assert status == 500 and "worker process died" in body["error"]
+    gate.open()
+    assert [(s, b["predictions"][0]["label"]) for s, b, _ in await asyncio.gather(*others)] == [
+        (200, "red"),
+        (200, "red"),
+    ]
+    assert server.service.models["gated"].pool.restarts == 2
 
 
 async def test_a_model_that_fails_to_load_is_reported(broken_model):

@@ -24,7 +24,7 @@ Data flow:
     running back at the head of the queue, before anything else is dispatched,
     and starts exactly one replacement. A request that was in a dead batch runs
     alone from then on, so that a request which itself kills workers is found
-    out: it is failed once it has died MAX_ATTEMPTS times, the last one alone.
+    out: it is failed once MAX_ATTEMPTS workers have died while running it alone.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from autodep.worker.spec import WorkerSpec
 log = logging.getLogger(__name__)
 
 SCALING_HISTORY = 20  # scaling decisions kept for /status
-MAX_ATTEMPTS = 2  # a request in two deaths, the last one alone, is failed, not retried forever
+MAX_ATTEMPTS = 2  # a request that killed two workers running it alone is failed, not retried
 RESTART_BACKOFF = (0.5, 30.0)  # seconds: first and longest wait before restarting a failing model
 
 
@@ -76,12 +76,13 @@ class Pending:
     item: Item
     future: asyncio.Future[Inferred]
     enqueued: float = field(default_factory=time.monotonic)
-    attempts: int = 0  # deaths of workers that were running this request
+    deaths: int = 0  # workers that died (unasked) while running this request
+    deaths_alone: int = 0  # ... of which while running it alone: those it may have caused
 
     @property
     def suspect(self) -> bool:
         """It was in a batch whose worker died: it runs alone until it is answered."""
-        return self.attempts > 0
+        return self.deaths > 0
 
 
 class ModelPool:
@@ -326,8 +327,10 @@ class ModelPool:
             if pending.future.done():
                 continue
             if crashed:
-                pending.attempts += 1
-            if alone and pending.attempts >= MAX_ATTEMPTS:
+                pending.deaths += 1
+                if alone:
+                    pending.deaths_alone += 1
+            if pending.deaths_alone >= MAX_ATTEMPTS:
                 _fail(pending.future, error)
             else:
                 again.append(pending)
