@@ -125,6 +125,7 @@ class ServerConfig(_Strict):
     target_utilisation: float = Field(default=0.8, gt=0, le=1)
     upscale_window: float = Field(default=2.0, gt=0)
     tick: float = Field(default=1.0, gt=0)
+    ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
     models: tuple[ModelConfig, ...] = ()
 
     @model_validator(mode="after")

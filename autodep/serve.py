@@ -18,8 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from autodep.config import ServerConfig
-from autodep.errors import ConfigError, WorkerStartError
 from autodep.embedding import Autodep
+from autodep.errors import ConfigError, WorkerStartError
 
 log = logging.getLogger("autodep")
 
@@ -41,6 +41,7 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    ("--ray", str, "serve on every node of this Ray cluster: its address, or auto (autodep[ray])"),
 ]
 
 
@@ -126,6 +127,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m autodep.serve
     )
     try:
         config = config_from_args(args)
+        if args.config is not None:
+            # Reads YAML only; Ray is imported below, and only for a cluster.
+            from autodep.cluster.config import load_cluster_section
+
+            cluster = load_cluster_section(args.config)
+            config = config.model_copy(update={"ray": config.ray or cluster.ray})
+        if config.ray is not None:
+            try:
+                from autodep.cluster.serve import serve_cluster
+            except ImportError as exc:
+                raise ConfigError(f"--ray needs Ray: pip install 'autodep[ray]' ({exc})") from None
+            placement = cluster.placement if args.config is not None else {}
+            return asyncio.run(serve_cluster(config, config.ray, placement))
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc.message}\n")
     return asyncio.run(serve(config))

@@ -53,6 +53,8 @@ class Service:
     `models` is a TorchScript file, a `ModelConfig`, or a list of them;
     `repository` is a model repository YAML; `config` a whole `ServerConfig`.
     Other keyword arguments are `ServerConfig` fields (max_workers=4, ...).
+    `autoscale=False` leaves the pools' sizes to the caller (`set_desired`), as
+    the cluster controller does (autodep.cluster).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Service:
         repository: str | Path | None = None,
         config: ServerConfig | None = None,
         launcher: Launcher | None = None,
+        autoscale: bool = True,
         **settings: Any,
     ) -> None:
         self.config = config or _server_config(models, labels, repository, settings)
@@ -74,6 +77,7 @@ class Service:
         self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
         self._autoscaler: Autoscaler | None = None
+        self._autoscale = autoscale
         self._accepting = False
         self.started_at: float | None = None
 
@@ -105,12 +109,13 @@ class Service:
         except BaseException:
             await self._close_pools()
             raise
-        self._autoscaler = Autoscaler(
-            {name: m.pool for name, m in self._models.items()},
-            budget=self.config.worker_budget,
-            tick_s=self.config.tick,
-        )
-        self._autoscaler.start()
+        if self._autoscale:
+            self._autoscaler = Autoscaler(
+                {name: m.pool for name, m in self._models.items()},
+                budget=self.config.worker_budget,
+                tick_s=self.config.tick,
+            )
+            self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
 

@@ -1,0 +1,213 @@
+"""A Ray cluster of several nodes on this one machine, for tests, benchmarks and trials.
+
+The nodes run under one helper process (`python -m autodep.cluster.local`),
+which starts them with `ray.cluster_utils.Cluster` on 127.0.0.1 (`ray start`
+rewrites a loopback `--node-ip-address` into the machine's address, and then
+binds Ray's servers to it), prints the cluster's address as one JSON line and
+then obeys one command per line on stdin: `kill N` (SIGKILL node N's processes,
+raylet included: a crashed host) and `stop`. Every Ray process is a
+descendant of the helper, in the helper's own process group, so stopping ends
+exactly the processes it started (never `ray stop`, which ends every Ray
+process of the user). Token authentication is on.
+
+    with LocalCluster([NodeSpec(cpus=1), NodeSpec(cpus=1, resources={"b": 1})]) as cluster:
+        env = cluster.env          # RAY_ADDRESS and the token, for a driver process
+        cluster.kill_node(1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Self
+
+import psutil
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray refuses less than 75 MiB
+
+
+@dataclass
+class NodeSpec:
+    cpus: int = 1
+    resources: Mapping[str, float] = field(default_factory=dict)
+    cpu_list: Sequence[int] | None = None  # pin the node's processes to these cores
+
+
+def ray_env(token: str) -> dict[str, str]:
+    """What every process of the cluster (nodes, drivers, actors) runs with."""
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # A driver resolves "127.0.0.1" to the machine's address unless told that
+        # the cluster is a single-machine one.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # See a killed raylet within ~1.5 s rather than Ray's default of ~15 s.
+        "RAY_health_check_initial_delay_ms": "0",
+        "RAY_health_check_period_ms": "500",
+        "RAY_health_check_timeout_ms": "500",
+        "RAY_health_check_failure_threshold": "3",
+    }
+
+
+class LocalCluster:
+    def __init__(self, nodes: Sequence[NodeSpec]) -> None:
+        if not nodes:
+            raise ValueError("a cluster needs at least one node")
+        self.specs = list(nodes)
+        self.token = secrets.token_hex(16)
+        self.address = ""
+        self.node_ids: list[str] = []
+        self._helper: subprocess.Popen[str] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ plus what a driver of this cluster needs (RAY_ADDRESS, the token)."""
+        return {**os.environ, **ray_env(self.token), "RAY_ADDRESS": self.address}
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._helper = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "autodep.cluster.local",
+                json.dumps([asdict(s) for s in self.specs]),
+            ],
+            env={**os.environ, **ray_env(self.token)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: stop() ends all of it
+        )
+        assert self._helper.stdout is not None
+        line = self._helper.stdout.readline()  # the helper's one signal: up, or exited
+        if not line:
+            raise RuntimeError("the local Ray cluster did not start (see its stderr)")
+        started = json.loads(line)
+        self.address, self.node_ids = started["address"], started["node_ids"]
+
+    def kill_node(self, index: int) -> None:
+        self._command(f"kill {index}")
+
+    def _command(self, command: str) -> None:
+        helper = self._helper
+        if helper is None or helper.stdin is None or helper.stdout is None:
+            raise RuntimeError("the local cluster is not running")
+        helper.stdin.write(command + "\n")
+        helper.stdin.flush()
+        answer = helper.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"{command!r} failed: {answer or 'the helper exited'}")
+
+    def pids(self) -> set[int]:
+        """The helper and every process under it that is still running."""
+        if self._helper is None:
+            return set()
+        try:
+            helper = psutil.Process(self._helper.pid)
+            return {helper.pid, *(p.pid for p in helper.children(recursive=True))}
+        except psutil.Error:
+            return set()
+
+    def stop(self) -> None:
+        """Shut the nodes down; whatever is left of the group after the timeout is killed."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        try:
+            if helper.poll() is None and helper.stdin is not None:
+                helper.stdin.write("stop\n")
+                helper.stdin.flush()
+            helper.wait(STOP_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(helper.pid, signal.SIGKILL)  # the group this cluster created
+        helper.wait()
+        for stream in (helper.stdin, helper.stdout):
+            if stream is not None:
+                stream.close()
+
+
+# -- the helper process --------------------------------------------------------
+
+
+def _run(specs: list[dict[str, Any]]) -> None:
+    from ray import ray_constants
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster()
+    nodes = []
+    try:
+        for index, spec in enumerate(specs):
+            args: dict[str, Any] = {
+                "node_ip_address": "127.0.0.1",
+                "num_cpus": spec["cpus"],
+                "object_store_memory": OBJECT_STORE_BYTES,
+                "resources": dict(spec["resources"]),
+                "include_dashboard": False,
+            }
+            if index == 0:
+                args["ray_client_server_port"] = _free_port()
+            node = cluster.add_node(**args)
+            if spec["cpu_list"] is not None:
+                # Workers are forked by the raylet and inherit its affinity (as `taskset`).
+                for info in node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]:
+                    os.sched_setaffinity(info.process.pid, spec["cpu_list"])
+            nodes.append(node)
+        print(
+            json.dumps({"address": cluster.address, "node_ids": [n.node_id for n in nodes]}),
+            flush=True,
+        )
+        for line in sys.stdin:
+            command = line.split()
+            if command[:1] == ["kill"] and len(command) == 2:
+                cluster.remove_node(nodes[int(command[1])], allow_graceful=False)
+                print("ok", flush=True)
+            elif command == ["stop"]:
+                break
+            else:
+                print(f"unknown command {line.strip()!r}", flush=True)
+    finally:
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a Ray cluster of several local nodes.")
+    parser.add_argument("nodes", help='JSON list: [{"cpus": 1, "resources": {}, "cpu_list": null}]')
+    specs = json.loads(parser.parse_args().nodes)
+    _run([asdict(NodeSpec(**s)) for s in specs])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""`ClusterService`: one node's `Service`, routing what it cannot serve to other nodes.
+
+The HTTP layer calls it exactly as it calls `Service`. A request is served on
+this node when one of its workers can take it now (an idle worker, or a queue
+shorter than a batch per ready worker); otherwise it goes to the node with the
+least outstanding work per ready worker for that model, counting the requests
+this node has sent there since the controller's last view. /predict forwards
+the payload bytes (a JPEG, not its decoded tensor), the V2 route the tensors
+it already has, both as one Ray actor call to the other node's agent, which
+serves it there and never forwards it again. When no node has a ready worker
+(scale-to-zero), the request goes where a worker can be cold-started: here if
+this node may run the model and has a free CPU, else the eligible node with the
+most free CPUs. A call to a node that died fails with a Ray error; the request
+is then retried on another node, and the dead node is avoided until the
+controller's view no longer lists it.
+
+    request ─► ClusterService.predict ─┬─► here: Service.predict (shared memory, sockets)
+                                       └─► agent(node).predict.remote(bytes)
+                                              └─► Service.predict on that node
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+from ray.exceptions import RayError
+
+from autodep.cluster.messages import ClusterView, Failure, ModelReport, NodeReport
+from autodep.errors import RequestTimeout, ShuttingDown, Unavailable
+from autodep.pool.handle import WorkerState
+from autodep.service import ServedModel, Service
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Set while a request runs on this node's pool: its infer() must not route again.
+_HERE: contextvars.ContextVar[bool] = contextvars.ContextVar("autodep_served_here", default=False)
+
+
+class NodeLost(Exception):
+    """A forwarded call failed because the node (or its agent) is gone."""
+
+
+class ClusterService(Service):
+    def __init__(self, *args: Any, node: str, url: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, autoscale=False, **kwargs)
+        self.node = node
+        self.url = url
+        self.view = ClusterView(agents={}, cpus={}, loads={}, allowed={}, statuses={})
+        self._forwarded: Counter[str] = Counter()  # node -> requests sent there, unanswered
+        self._suspect: set[str] = set()  # nodes a call failed on, until the view drops them
+        self.forwards = 0
+
+    # -- requests ------------------------------------------------------------
+
+    async def predict(
+        self,
+        data: bytes | str,
+        *,
+        model: str | None = None,
+        content_type: str | None = None,
+        top_n: int = 5,
+        threshold: float = 0.5,
+    ) -> dict[str, Any]:
+        name = self.model(model).config.name
+        kwargs = {"content_type": content_type, "top_n": top_n, "threshold": threshold}
+
+        async def here() -> dict[str, Any]:
+            return await self.predict_here(data, model=name, **kwargs)
+
+        def there(agent: Any) -> Any:
+            return agent.predict.remote(data, model=name, **kwargs)
+
+        return await self._route(name, here, there)
+
+    async def infer(self, served: ServedModel, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        if _HERE.get():
+            return await super().infer(served, tensors)
+        name = served.config.name
+
+        async def here() -> list[np.ndarray]:
+            return await self.infer_here(name, tensors)
+
+        def there(agent: Any) -> Any:
+            return agent.infer.remote(name, tensors)
+
+        return await self._route(name, here, there)
+
+    async def predict_here(self, data: bytes | str, **kwargs: Any) -> dict[str, Any]:
+        """Serve on this node's pool, without routing (a forwarded request lands here)."""
+        token = _HERE.set(True)
+        try:
+            return await super().predict(data, **kwargs)
+        finally:
+            _HERE.reset(token)
+
+    async def infer_here(self, model: str, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        token = _HERE.set(True)
+        try:
+            return await super().infer(self.model(model), tensors)
+        finally:
+            _HERE.reset(token)
+
+    async def _route(
+        self, model: str, here: Callable[[], Awaitable[T]], there: Callable[[Any], Any]
+    ) -> T:
+        tried: set[str] = set()
+        while True:
+            node = self.choose(model, avoid=tried)
+            if node == self.node:
+                return await here()
+            try:
+                result: T = await self._forward(node, there)
+                return result
+            except NodeLost:
+                tried.add(node)
+                log.warning("node %s lost; retrying model %r's request elsewhere", node, model)
+
+    async def _forward(self, node: str, call: Callable[[Any], Any]) -> Any:
+        self._forwarded[node] += 1
+        self.forwards += 1
+        try:
+            reply = await asyncio.wait_for(
+                call(self.view.agents[node]), self.config.request_timeout
+            )
+        except TimeoutError:
+            raise RequestTimeout(f"node {node} did not answer within the request timeout") from None
+        except RayError as exc:
+            self._suspect.add(node)
+            raise NodeLost(str(exc)) from exc
+        finally:
+            self._forwarded[node] -= 1
+        if isinstance(reply, Failure):
+            if reply.status == ShuttingDown.status and "shut" in reply.message:
+                raise NodeLost(reply.message)  # that node is draining: try another
+            raise reply.error()
+        return reply
+
+    # -- routing -------------------------------------------------------------
+
+    def choose(self, model: str, avoid: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+        """The node to serve one request of `model` on (this node's id for here)."""
+        allowed = self.view.allowed.get(model)
+        here_ok = allowed is None or self.node in allowed
+        pool = self.model(model).pool
+        ready = pool.count(WorkerState.IDLE, WorkerState.BUSY)
+        if here_ok and ready and pool.queue_depth < ready * pool.settings.max_batch_size:
+            return self.node
+        others = [
+            n
+            for n in self.view.agents
+            if n != self.node and n not in avoid and n not in self._suspect
+        ]
+        serving = {n: self._load(n, model) for n in others if self._ready(n, model)}
+        if serving:
+            best = min(serving, key=lambda n: (serving[n], n))
+            here_load = (pool.queue_depth + pool.count(WorkerState.BUSY)) / max(ready, 1)
+            if here_ok and ready and here_load <= serving[best]:
+                return self.node
+            return best
+        if here_ok and (ready or pool.live or self._free(self.node) > 0):
+            return self.node  # cold start here, or a worker of ours is starting
+        cold = [n for n in others if allowed is None or n in allowed]
+        if cold:
+            return max(cold, key=lambda n: (self._free(n), n))
+        if here_ok:
+            return self.node
+        raise Unavailable(f"no live node can run model {model!r} now", retry_after=2)
+
+    def _ready(self, node: str, model: str) -> bool:
+        load = self.view.loads.get(node, {}).get(model)
+        return load is not None and load.ready > 0
+
+    def _load(self, node: str, model: str) -> float:
+        load = self.view.loads[node][model]
+        return (load.outstanding + self._forwarded[node]) / load.ready
+
+    def _free(self, node: str) -> int:
+        if node == self.node:
+            used = sum(m.pool.live for m in self.models.values())
+            return self.view.cpus.get(node, self.config.worker_budget) - used
+        loads = self.view.loads.get(node, {})
+        return self.view.cpus.get(node, 0) - sum(load.ready for load in loads.values())
+
+    # -- the controller's side -------------------------------------------------
+
+    def report(self) -> NodeReport:
+        models = {}
+        for name, served in self.models.items():
+            pool = served.pool
+            models[name] = ModelReport(
+                observation=pool.observe(),
+                live=pool.live,
+                ready=pool.count(WorkerState.IDLE, WorkerState.BUSY),
+                outstanding=pool.queue_depth + pool.count(WorkerState.BUSY),
+                service_s=pool.service_s,
+            )
+        return NodeReport(self.node, self.url, models, self.local_status())
+
+    def apply(self, desired: dict[str, int], view: ClusterView) -> None:
+        """The controller's tick: this node's worker counts and the cluster's loads."""
+        self.view = view
+        self._suspect &= set(view.agents)  # a node the view dropped is forgotten
+        for name, count in desired.items():
+            self.model(name).pool.set_desired(count, "cluster placement")
+
+    # -- state ---------------------------------------------------------------
+
+    def local_status(self) -> dict[str, Any]:
+        status = super().status()
+        for model in status["models"].values():
+            model["node"] = self.node
+            for worker in model["workers"]:
+                worker["node"] = self.node
+        status["url"] = self.url
+        return status
+
+    def status(self) -> dict[str, Any]:
+        """Every node's models and workers (other nodes as of the controller's last tick)."""
+        statuses = {**self.view.statuses, self.node: self.local_status()}
+        merged: dict[str, Any] = {}
+        for node in sorted(statuses):
+            for name, model in statuses[node]["models"].items():
+                entry = merged.setdefault(
+                    name, {"max_workers": 0, "desired_workers": 0, "queue_depth": 0, "workers": []}
+                )
+                entry["max_workers"] += model["max_workers"]
+                entry["desired_workers"] += model["desired_workers"]
+                entry["queue_depth"] += model["queue_depth"]
+                entry["workers"] += model["workers"]
+                entry.setdefault("nodes", {})[node] = {
+                    k: model[k] for k in ("desired_workers", "queue_depth", "ready", "restarts")
+                }
+        nodes = {n: {"url": self.view_url(n)} for n in statuses}
+        return {"node": self.node, "nodes": nodes, "models": merged}
+
+    def view_url(self, node: str) -> str:
+        if node == self.node:
+            return self.url
+        return str(self.view.statuses.get(node, {}).get("url", ""))
