@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -32,74 +27,12 @@ from tests.conftest import image_bytes, shm_entries
 
 pytest.importorskip("ray")
 
-from autodep.cluster.local import LocalCluster, NodeSpec
+from autodep.cluster.local import ClusterServer, LocalCluster, NodeSpec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
 
-STARTUP_TIMEOUT = 120.0
 RED = image_bytes("red")
 RAY_PROCESSES = {"raylet", "gcs_server"}
-
-
-class ClusterServer:
-    """The driver process, and the front end URL of each node from its log."""
-
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "autodep.serve",
-                "--ray",
-                "auto",
-                "--port",
-                "0",
-                "--config",
-                str(config),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.log: list[str] = []
-        self.urls: dict[str, str] = {}
-        self._drain: threading.Thread | None = None
-        self._wait_until_serving()
-        self._drain = threading.Thread(target=self._read_log, daemon=True)
-        self._drain.start()
-
-    def _wait_until_serving(self) -> None:
-        assert self.process.stderr is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        for line in self.process.stderr:  # each line is a signal from the server
-            self.log.append(line)
-            if match := re.search(r"node (\w+): front end on (http://\S+)", line):
-                self.urls[match.group(1)] = match.group(2)
-            if re.search(r"serving .* on \d+ nodes", line):
-                return
-            if time.monotonic() > deadline:
-                break
-        self.stop()
-        raise AssertionError("the cluster server did not start:\n" + "".join(self.log))
-
-    def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        if self._drain is not None:
-            self._drain.join(10)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-        return code
 
 
 def request(url: str, body: bytes | None = None) -> tuple[int, Any]:
@@ -155,7 +88,7 @@ def cluster(
     try:
         local.start()
         env = {**local.env, "PYTHONPATH": os.getcwd(), "AUTODEP_IDLE_TIMEOUT": "60"}
-        server = ClusterServer(here / "models.yaml", env)
+        server = ClusterServer(["--config", str(here / "models.yaml")], env)
         yield local, server
     finally:
         if server is not None:

@@ -14,7 +14,9 @@ SERVICE_S = 0.1
 def traffic(rate: float, ticks: int = 3) -> list[Observation]:
     """`ticks` one-second observations of `rate` requests per second."""
     return [
-        Observation(t=float(t), arrivals=round(rate), busy_s=rate * SERVICE_S, in_flight=0, queued=0)
+        Observation(
+            t=float(t), arrivals=round(rate), busy_s=rate * SERVICE_S, in_flight=0, queued=0
+        )
         for t in range(ticks)
     ]
 
@@ -84,7 +86,10 @@ def test_no_traffic_scales_to_zero_and_min_workers_holds() -> None:
 
 
 def test_a_busy_model_takes_capacity_an_idle_one_only_remembers() -> None:
-    window = [Observation(0.0, 40, 4.0, 0, 0), *[Observation(float(t), 0, 0.0, 0, 0) for t in (1, 2, 3)]]
+    window = [
+        Observation(0.0, 40, 4.0, 0, 0),
+        *[Observation(float(t), 0, 0.0, 0, 0) for t in (1, 2, 3)],
+    ]
     remembered = ModelState(SETTINGS, window, {"n0": 2, "n1": 2}, SERVICE_S, 8)
     result = place(nodes(2), {"idle": remembered, "busy": model(rate=60)})
     assert result.total("busy") > result.total("idle")

@@ -93,6 +93,7 @@ class Controller:
         self.lost: list[tuple[str, float]] = []  # (node, monotonic time it was seen lost)
         self._windows: dict[str, deque[Observation]] = {m.name: deque() for m in config.models}
         self._task: asyncio.Task[None] | None = None
+        self.placement = Placement({})
 
     async def start(self) -> None:
         """An agent on every alive node, serving; then the first placement."""
@@ -130,6 +131,7 @@ class Controller:
         reports = await self._gather("report")
         self.reports = {n: r for n, r in reports.items() if isinstance(r, NodeReport)}
         placement = place(self._policy_nodes(), self._model_states())
+        self.placement = placement
         view = ClusterView(
             agents=dict(self.agents),
             cpus={n: info.cpus for n, info in self.nodes.items()},
@@ -226,7 +228,8 @@ class Controller:
 
     def _ready(self) -> bool:
         for model in self.config.models:
-            want = self.config.settings_for(model).min_workers
+            placed = sum(self.placement.workers.get(model.name, {}).values())
+            want = min(self.config.settings_for(model).min_workers, placed)
             have = sum(r.models[model.name].ready for r in self.reports.values())
             if have < want:
                 return False

@@ -21,10 +21,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Self
@@ -150,6 +153,57 @@ class LocalCluster:
                 stream.close()
 
 
+class ClusterServer:
+    """`python -m autodep.serve --ray auto` as a process; each node's front end from its log."""
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autodep.serve", "--ray", "auto", "--port", "0", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.log: list[str] = []
+        self.urls: dict[str, str] = {}
+        self._drain: threading.Thread | None = None
+        self._wait_until_serving()
+        self._drain = threading.Thread(target=self._read_log, daemon=True)
+        self._drain.start()
+
+    def _wait_until_serving(self) -> None:
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for line in self.process.stderr:  # each line is a signal from the server
+            self.log.append(line)
+            if match := re.search(r"node (\w+): front end on (http://\S+)", line):
+                self.urls[match.group(1)] = match.group(2)
+            if re.search(r"serving .* on \d+ nodes", line):
+                return
+            if time.monotonic() > deadline:
+                break
+        self.stop()
+        raise AssertionError("the cluster server did not start:\n" + "".join(self.log))
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        if self._drain is not None:
+            self._drain.join(10)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+        return code
+
+
 # -- the helper process --------------------------------------------------------
 
 
@@ -172,9 +226,11 @@ def _run(specs: list[dict[str, Any]]) -> None:
                 args["ray_client_server_port"] = _free_port()
             node = cluster.add_node(**args)
             if spec["cpu_list"] is not None:
-                # Workers are forked by the raylet and inherit its affinity (as `taskset`).
+                # As `taskset`: the raylet, the workers it started, and (inherited) later ones.
                 for info in node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]:
-                    os.sched_setaffinity(info.process.pid, spec["cpu_list"])
+                    raylet = psutil.Process(info.process.pid)
+                    for process in [raylet, *raylet.children(recursive=True)]:
+                        process.cpu_affinity(list(spec["cpu_list"]))
             nodes.append(node)
         print(
             json.dumps({"address": cluster.address, "node_ids": [n.node_id for n in nodes]}),

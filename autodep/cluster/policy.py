@@ -24,6 +24,7 @@ sees that worker as current.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -82,8 +83,9 @@ def place(nodes: Mapping[str, Node], models: Mapping[str, ModelState]) -> Placem
         reasons[name] = decision.reason if where else "no node has the resources it requires"
     shares = divide_budget(sum(n.cpus for n in nodes.values()), claims)
     workers = _keep(nodes, models, shares)
+    used = {n: sum(per_node.get(n, 0) for per_node in workers.values()) for n in nodes}
     for name in sorted(models, key=lambda m: (-shares[m], m)):
-        _add(nodes, models[name], workers, name, shares[name])
+        _add(nodes, models[name].max_per_node, workers[name], used, shares[name])
         placed = sum(workers[name].values())
         if placed < shares[name]:
             reasons[name] += f"; {shares[name] - placed} workers found no free CPU"
@@ -105,32 +107,39 @@ def _keep(
             surplus -= 1
         workers[name] = kept
     for node_id, node in nodes.items():
-        while _used(workers, node_id) > node.cpus:
+        used = sum(per_node.get(node_id, 0) for per_node in workers.values())
+        while used > node.cpus:
             biggest = max(workers, key=lambda m: (workers[m].get(node_id, 0), m))
             workers[biggest][node_id] -= 1
+            used -= 1
     return workers
 
 
 def _add(
     nodes: Mapping[str, Node],
-    state: ModelState,
-    workers: dict[str, dict[str, int]],
-    name: str,
+    max_per_node: int,
+    mine: dict[str, int],
+    used: dict[str, int],
     share: int,
 ) -> None:
     """New workers, one at a time: fewest of this model first, then most free CPUs."""
-    mine = workers[name]
-    while sum(mine.values()) < share:
-        free = {n: nodes[n].cpus - _used(workers, n) for n in mine}
-        room = [n for n in mine if free[n] > 0 and mine[n] < state.max_per_node]
-        if not room:
-            return
-        best = min(room, key=lambda n: (mine[n], -free[n], n))
+    missing = share - sum(mine.values())
+    if missing <= 0:
+        return
+    # (workers of this model, -free CPUs, node): the best node is the smallest key.
+    heap = [
+        (mine[n], used[n] - nodes[n].cpus, n)
+        for n in mine
+        if used[n] < nodes[n].cpus and mine[n] < max_per_node
+    ]
+    heapq.heapify(heap)
+    while missing and heap:
+        _, _, best = heapq.heappop(heap)
         mine[best] += 1
-
-
-def _used(workers: Mapping[str, Mapping[str, int]], node_id: str) -> int:
-    return sum(per_node.get(node_id, 0) for per_node in workers.values())
+        used[best] += 1
+        missing -= 1
+        if used[best] < nodes[best].cpus and mine[best] < max_per_node:
+            heapq.heappush(heap, (mine[best], used[best] - nodes[best].cpus, best))
 
 
 def balance(nodes: Mapping[str, Node], placement: Placement) -> float:
