@@ -4,8 +4,8 @@ The nodes run under one helper process (`python -m autodep.cluster.local`),
 which starts them with `ray.cluster_utils.Cluster` on 127.0.0.1 (`ray start`
 rewrites a loopback `--node-ip-address` into the machine's address, and then
 binds Ray's servers to it), prints the cluster's address as one JSON line and
-then obeys one command per line on stdin: `kill N` (SIGKILL node N's processes,
-raylet included: a crashed host) and `stop`. Every Ray process is a
+then obeys one command per line on stdin: `kill N` (SIGKILL node N's raylet and
+every process under it at once, as a crashed host) and `stop`. Every Ray process is a
 descendant of the helper, in the helper's own process group, so stopping ends
 exactly the processes it started (never `ray stop`, which ends every Ray
 process of the user). Token authentication is on.
@@ -37,6 +37,7 @@ import psutil
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray refuses less than 75 MiB
+RAYLET = "raylet"  # a Ray node's process type, as in `Node.all_processes`
 
 
 @dataclass
@@ -208,7 +209,6 @@ class ClusterServer:
 
 
 def _run(specs: list[dict[str, Any]]) -> None:
-    from ray import ray_constants
     from ray.cluster_utils import Cluster
 
     cluster = Cluster()
@@ -227,7 +227,7 @@ def _run(specs: list[dict[str, Any]]) -> None:
             node = cluster.add_node(**args)
             if spec["cpu_list"] is not None:
                 # As `taskset`: the raylet, the workers it started, and (inherited) later ones.
-                for info in node.all_processes[ray_constants.PROCESS_TYPE_RAYLET]:
+                for info in node.all_processes[RAYLET]:
                     raylet = psutil.Process(info.process.pid)
                     for process in [raylet, *raylet.children(recursive=True)]:
                         process.cpu_affinity(list(spec["cpu_list"]))
@@ -239,6 +239,7 @@ def _run(specs: list[dict[str, Any]]) -> None:
         for line in sys.stdin:
             command = line.split()
             if command[:1] == ["kill"] and len(command) == 2:
+                _crash(nodes[int(command[1])])
                 cluster.remove_node(nodes[int(command[1])], allow_graceful=False)
                 print("ok", flush=True)
             elif command == ["stop"]:
@@ -247,6 +248,17 @@ def _run(specs: list[dict[str, Any]]) -> None:
                 print(f"unknown command {line.strip()!r}", flush=True)
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _crash(node: Any) -> None:
+    """SIGKILL a node's raylet and everything under it at once, as a host that crashed."""
+    for info in node.all_processes[RAYLET]:
+        raylet = psutil.Process(info.process.pid)
+        victims = [raylet, *raylet.children(recursive=True)]
+        for process in victims:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(victims, timeout=STOP_TIMEOUT_S)
 
 
 def _free_port() -> int:
