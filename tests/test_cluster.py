@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -184,3 +187,19 @@ def test_node_1_killed_under_load_requests_still_answered(
     assert {w["node"] for w in status["models"]["slow"]["workers"]} == {first}
     code, body = request(url + "/predict/onb", RED)
     assert code == 503 and "error" in body  # no node left has the resource `b`
+
+
+def test_single_host_autodep_never_imports_ray() -> None:
+    code = "import sys, autodep, autodep.serve, autodep.embedding; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_placement_of_an_unknown_model_is_a_config_error(tmp_path: Path) -> None:
+    models.save(models.ColorNet(), tmp_path / "m.pt")
+    config = tmp_path / "models.yaml"
+    config.write_text("models:\n  - {name: m, path: m.pt}\ncluster: {placement: {other: [b]}}\n")
+    args = ["-m", "autodep.serve", "--ray", "127.0.0.1:1", "--config", str(config)]
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "cluster.placement names models that are not served: ['other']" in out.stderr

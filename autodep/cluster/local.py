@@ -160,6 +160,7 @@ class ClusterServer:
     def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autodep.serve", "--ray", "auto", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,  # Ray echoes its nodes' messages there; autodep logs to stderr
             stderr=subprocess.PIPE,
             text=True,
             env=env,
@@ -208,7 +209,7 @@ class ClusterServer:
 # -- the helper process --------------------------------------------------------
 
 
-def _run(specs: list[dict[str, Any]]) -> None:
+def _run(specs: list[dict[str, Any]], token: str) -> None:
     from ray.cluster_utils import Cluster
 
     cluster = Cluster()
@@ -233,7 +234,9 @@ def _run(specs: list[dict[str, Any]]) -> None:
                         process.cpu_affinity(list(spec["cpu_list"]))
             nodes.append(node)
         print(
-            json.dumps({"address": cluster.address, "node_ids": [n.node_id for n in nodes]}),
+            json.dumps(
+                {"address": cluster.address, "token": token, "node_ids": [n.node_id for n in nodes]}
+            ),
             flush=True,
         )
         for line in sys.stdin:
@@ -274,7 +277,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run a Ray cluster of several local nodes.")
     parser.add_argument("nodes", help='JSON list: [{"cpus": 1, "resources": {}, "cpu_list": null}]')
     specs = json.loads(parser.parse_args().nodes)
-    _run([asdict(NodeSpec(**s)) for s in specs])
+    # Run by hand, the nodes get a fresh token (printed with the address); from
+    # LocalCluster, the one in the environment.
+    token = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(16)
+    os.environ.update(ray_env(token))
+    _run([asdict(NodeSpec(**s)) for s in specs], token)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autodep.autoscale.policy import Observation
-from autodep.errors import AutodepError
+from autodep.errors import AutodepError, ShuttingDown
 
 
 class RemoteError(AutodepError):
@@ -27,10 +27,12 @@ class Failure:
     status: int
     message: str
     headers: dict[str, str] = field(default_factory=dict)
+    elsewhere: bool = False  # the node is shutting down: another node may serve it
 
     @classmethod
     def of(cls, error: AutodepError) -> Failure:
-        return cls(error.status, error.message, dict(error.headers))
+        draining = isinstance(error, ShuttingDown)
+        return cls(error.status, error.message, dict(error.headers), draining)
 
     def error(self) -> RemoteError:
         return RemoteError(self.status, self.message, self.headers)

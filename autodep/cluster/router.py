@@ -25,14 +25,14 @@ import asyncio
 import contextvars
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 import numpy as np
 from ray.exceptions import RayError
 
 from autodep.cluster.messages import ClusterView, Failure, ModelReport, NodeReport
-from autodep.errors import RequestTimeout, ShuttingDown, Unavailable
+from autodep.errors import RequestTimeout, Unavailable
 from autodep.pool.handle import WorkerState
 from autodep.service import ServedModel, Service
 
@@ -56,7 +56,6 @@ class ClusterService(Service):
         self.view = ClusterView(agents={}, cpus={}, loads={}, allowed={}, statuses={})
         self._forwarded: Counter[str] = Counter()  # node -> requests sent there, unanswered
         self._suspect: set[str] = set()  # nodes a call failed on, until the view drops them
-        self.forwards = 0
 
     # -- requests ------------------------------------------------------------
 
@@ -125,7 +124,6 @@ class ClusterService(Service):
 
     async def _forward(self, node: str, call: Callable[[Any], Any]) -> Any:
         self._forwarded[node] += 1
-        self.forwards += 1
         try:
             reply = await asyncio.wait_for(
                 call(self.view.agents[node]), self.config.request_timeout
@@ -138,14 +136,14 @@ class ClusterService(Service):
         finally:
             self._forwarded[node] -= 1
         if isinstance(reply, Failure):
-            if reply.status == ShuttingDown.status and "shut" in reply.message:
+            if reply.elsewhere:
                 raise NodeLost(reply.message)  # that node is draining: try another
             raise reply.error()
         return reply
 
     # -- routing -------------------------------------------------------------
 
-    def choose(self, model: str, avoid: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    def choose(self, model: str, avoid: Collection[str] = ()) -> str:
         """The node to serve one request of `model` on (this node's id for here)."""
         allowed = self.view.allowed.get(model)
         here_ok = allowed is None or self.node in allowed
