@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -156,6 +157,33 @@ def test_a_model_only_on_node_1_is_served_through_node_0(
     assert set(nodes) == {second}  # cold-started on node 1, never on node 0
     code, body = request(server.urls[first] + "/predict/nosuch", RED)
     assert code == 404 and "error" in body
+
+
+def test_a_v2_request_is_forwarded_with_its_tensors(
+    cluster: tuple[LocalCluster, ClusterServer],
+) -> None:
+    local, server = cluster
+    url = server.urls[local.node_ids[0]] + "/v2/models/onb"
+    _, meta = request(url)
+    jpeg = image_bytes("green")
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": meta["inputs"][0]["name"],
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 4 + len(jpeg)},
+                }
+            ],
+            "outputs": [{"name": meta["outputs"][0]["name"], "parameters": {"classification": 1}}],
+        }
+    ).encode()
+    body = header + struct.pack("<I", len(jpeg)) + jpeg
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    with urllib.request.urlopen(urllib.request.Request(url + "/infer", body, headers)) as r:
+        answer = json.loads(r.read())
+    assert answer["outputs"][0]["data"][0].endswith(":1:green")
 
 
 def test_node_1_killed_under_load_requests_still_answered(
