@@ -23,9 +23,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -70,6 +72,8 @@ class LocalCluster:
             raise ValueError("a cluster needs at least one node")
         self.specs = list(nodes)
         self.token = secrets.token_hex(16)
+        # Ray's sessions, logs and sockets: private to this cluster, removed by stop().
+        self.temp_dir = tempfile.mkdtemp(prefix="adr-", dir="/tmp")  # short: socket paths
         self.address = ""
         self.node_ids: list[str] = []
         self._helper: subprocess.Popen[str] | None = None
@@ -77,7 +81,12 @@ class LocalCluster:
     @property
     def env(self) -> dict[str, str]:
         """os.environ plus what a driver of this cluster needs (RAY_ADDRESS, the token)."""
-        return {**os.environ, **ray_env(self.token), "RAY_ADDRESS": self.address}
+        return {
+            **os.environ,
+            **ray_env(self.token),
+            "RAY_ADDRESS": self.address,
+            "RAY_TMPDIR": self.temp_dir,
+        }
 
     def __enter__(self) -> Self:
         try:
@@ -98,7 +107,7 @@ class LocalCluster:
                 "autodep.cluster.local",
                 json.dumps([asdict(s) for s in self.specs]),
             ],
-            env={**os.environ, **ray_env(self.token)},
+            env={**os.environ, **ray_env(self.token), "RAY_TMPDIR": self.temp_dir},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -138,6 +147,7 @@ class LocalCluster:
         """Shut the nodes down; whatever is left of the group after the timeout is killed."""
         helper, self._helper = self._helper, None
         if helper is None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
             return
         try:
             if helper.poll() is None and helper.stdin is not None:
@@ -152,6 +162,7 @@ class LocalCluster:
         for stream in (helper.stdin, helper.stdout):
             if stream is not None:
                 stream.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 class ClusterServer:
@@ -160,7 +171,7 @@ class ClusterServer:
     def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autodep.serve", "--ray", "auto", "--port", "0", *args],
-            stdout=subprocess.DEVNULL,  # Ray echoes its nodes' messages there; autodep logs to stderr
+            stdout=subprocess.DEVNULL,  # Ray echoes its nodes' messages there; autodep: stderr
             stderr=subprocess.PIPE,
             text=True,
             env=env,
