@@ -1,10 +1,11 @@
 """autodep on a real two-node Ray cluster on this machine (loopback, token auth).
 
-Node 0 has 1 CPU; node 1 has 1 CPU and the custom resource `b`. One driver
+Node 0 has 1 CPU; node 1 has 1 CPU and the custom resource `b` (a third node
+joins later). One driver
 (`python -m autodep.serve --ray auto`) starts an agent and an HTTP front end on
 each node. `slow` keeps two workers, one per node; `onb` may only run on node 1
 and starts with none (scale-to-zero), so it is cold-started there.
-The tests run in file order: the last one kills node 1.
+The tests run in file order: the last cluster test kills node 1.
 """
 
 from __future__ import annotations
@@ -186,11 +187,29 @@ def test_a_v2_request_is_forwarded_with_its_tensors(
     assert answer["outputs"][0]["data"][0].endswith(":1:green")
 
 
+def test_a_node_that_joins_gets_an_agent_and_a_front_end(
+    cluster: tuple[LocalCluster, ClusterServer],
+) -> None:
+    local, server = cluster
+    joined = local.add_node(NodeSpec(cpus=1))
+    url = wait_for(lambda: server.urls.get(joined), timeout=60)
+    code, body = request(url + "/predict/slow", RED)
+    assert code == 200 and body["predictions"][0]["label"] == "red"
+    _, status = wait_for(lambda: _with_nodes(server.urls[local.node_ids[0]], 3))
+    assert set(status["nodes"]) == set(local.node_ids)
+
+
+def _with_nodes(url: str, count: int) -> tuple[int, Any] | None:
+    code, status = request(url + "/status")
+    return (code, status) if len(status["nodes"]) == count else None
+
+
 def test_node_1_killed_under_load_requests_still_answered(
     cluster: tuple[LocalCluster, ClusterServer],
 ) -> None:
     local, server = cluster
-    first = local.node_ids[0]
+    first, second = local.node_ids[:2]
+    left = set(local.node_ids) - {second}
     url = server.urls[first]
     codes: list[int] = []
     stop = threading.Event()
@@ -211,8 +230,8 @@ def test_node_1_killed_under_load_requests_still_answered(
     assert lost
     assert codes and all(code == 200 for code in codes), codes
     _, status = request(url + "/status")
-    assert set(status["nodes"]) == {first}
-    assert {w["node"] for w in status["models"]["slow"]["workers"]} == {first}
+    assert set(status["nodes"]) == left
+    assert {w["node"] for w in status["models"]["slow"]["workers"]} <= left
     code, body = request(url + "/predict/onb", RED)
     assert code == 503 and "error" in body  # no node left has the resource `b`
 

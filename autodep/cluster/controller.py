@@ -93,18 +93,27 @@ class Controller:
         self.lost: list[tuple[str, float]] = []  # (node, monotonic time it was seen lost)
         self._windows: dict[str, deque[Observation]] = {m.name: deque() for m in config.models}
         self._task: asyncio.Task[None] | None = None
+        self._joining: set[str] = set()  # nodes whose agent is starting
+        self._joins: set[asyncio.Task[None]] = set()
         self.placement = Placement({})
 
     async def start(self) -> None:
-        """An agent on every alive node, serving; then the first placement."""
+        """An agent on every alive node, serving (the first placement comes with the ticks)."""
         nodes = await asyncio.to_thread(alive_nodes)
         if not nodes:
             raise RuntimeError("the Ray cluster has no alive node")
-        for info in nodes:
-            self.nodes[info.node] = info
-            self.agents[info.node] = agents.spawn(node_config(self.config, info), info.node)
-        urls = await asyncio.gather(*(a.start.remote() for a in self.agents.values()))
-        self.urls = dict(zip(self.agents, urls, strict=True))
+        await asyncio.gather(*(self._join(info) for info in nodes))
+
+    async def _join(self, info: NodeInfo) -> None:
+        """Start an agent and its front end on a node; it counts once it serves."""
+        self._joining.add(info.node)
+        try:
+            agent = agents.spawn(node_config(self.config, info), info.node)
+            url = await agent.start.remote()
+        finally:
+            self._joining.discard(info.node)
+        self.nodes[info.node], self.agents[info.node], self.urls[info.node] = info, agent, url
+        log.info("node %s: front end on %s", info.node, url)
 
     async def wait_ready(self, timeout: float) -> None:
         """Tick until every model has its min_workers ready somewhere, then tick forever."""
@@ -127,7 +136,7 @@ class Controller:
 
     async def step(self) -> Placement:
         """One tick: reports from every node, a placement, and the new view to every node."""
-        await self._drop_dead_nodes()
+        await self._sync_membership()
         reports = await self._gather("report")
         self.reports = {n: r for n, r in reports.items() if isinstance(r, NodeReport)}
         placement = place(self._policy_nodes(), self._model_states())
@@ -171,10 +180,21 @@ class Controller:
                 answers[node] = result
         return answers
 
-    async def _drop_dead_nodes(self) -> None:
-        alive = {info.node for info in await asyncio.to_thread(alive_nodes)}
+    async def _sync_membership(self) -> None:
+        """Nodes the GCS lists dead are lost; new alive nodes get an agent (in the background)."""
+        alive = {info.node: info for info in await asyncio.to_thread(alive_nodes)}
         for node in [n for n in self.agents if n not in alive]:
             self._lose(node, "the GCS lists it dead")
+        for node, info in alive.items():
+            if node not in self.agents and node not in self._joining and self._task is not None:
+                task = asyncio.get_running_loop().create_task(self._join(info))
+                self._joins.add(task)
+                task.add_done_callback(self._joined)
+
+    def _joined(self, task: asyncio.Task[None]) -> None:
+        self._joins.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a node could not join", exc_info=task.exception())
 
     def _lose(self, node: str, why: str) -> None:
         if self.agents.pop(node, None) is None:
@@ -237,9 +257,10 @@ class Controller:
 
     async def stop(self) -> None:
         """Drain every node within the grace period, stop its workers, end its agent."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in [self._task, *self._joins]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in [self._task, *self._joins] if t), return_exceptions=True)
         await self._gather("stop", {n: (self.config.grace_period,) for n in self.agents})
         # A graceful exit (atexit handlers run, so multiprocessing cleans up after itself).
         await asyncio.gather(

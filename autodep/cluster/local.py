@@ -5,7 +5,8 @@ which starts them with `ray.cluster_utils.Cluster` on 127.0.0.1 (`ray start`
 rewrites a loopback `--node-ip-address` into the machine's address, and then
 binds Ray's servers to it), prints the cluster's address as one JSON line and
 then obeys one command per line on stdin: `kill N` (SIGKILL node N's raylet and
-every process under it at once, as a crashed host) and `stop`. Every Ray process is a
+every process under it at once, as a crashed host), `add {NodeSpec as JSON}`
+(one more node joins) and `stop`. Every Ray process is a
 descendant of the helper, in the helper's own process group, so stopping ends
 exactly the processes it started (never `ray stop`, which ends every Ray
 process of the user). Token authentication is on.
@@ -123,15 +124,23 @@ class LocalCluster:
     def kill_node(self, index: int) -> None:
         self._command(f"kill {index}")
 
-    def _command(self, command: str) -> None:
+    def add_node(self, spec: NodeSpec) -> str:
+        """Start one more node (it joins the running cluster); returns its node id."""
+        node_id = self._command(f"add {json.dumps(asdict(spec))}")
+        self.specs.append(spec)
+        self.node_ids.append(node_id)
+        return node_id
+
+    def _command(self, command: str) -> str:
         helper = self._helper
         if helper is None or helper.stdin is None or helper.stdout is None:
             raise RuntimeError("the local cluster is not running")
         helper.stdin.write(command + "\n")
         helper.stdin.flush()
-        answer = helper.stdout.readline().strip()
-        if answer != "ok":
-            raise RuntimeError(f"{command!r} failed: {answer or 'the helper exited'}")
+        status, _, answer = helper.stdout.readline().strip().partition(" ")
+        if status != "ok":
+            raise RuntimeError(f"{command!r} failed: {status} {answer}".strip())
+        return answer
 
     def pids(self) -> set[int]:
         """The helper and every process under it that is still running."""
@@ -187,9 +196,7 @@ class ClusterServer:
         assert self.process.stderr is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         for line in self.process.stderr:  # each line is a signal from the server
-            self.log.append(line)
-            if match := re.search(r"node (\w+): front end on (http://\S+)", line):
-                self.urls[match.group(1)] = match.group(2)
+            self._take(line)
             if re.search(r"serving .* on \d+ nodes", line):
                 return
             if time.monotonic() > deadline:
@@ -200,7 +207,12 @@ class ClusterServer:
     def _read_log(self) -> None:
         assert self.process.stderr is not None
         for line in self.process.stderr:
-            self.log.append(line)
+            self._take(line)
+
+    def _take(self, line: str) -> None:
+        self.log.append(line)
+        if match := re.search(r"node (\w+): front end on (http://\S+)", line):
+            self.urls[match.group(1)] = match.group(2)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -224,26 +236,10 @@ def _run(specs: list[dict[str, Any]], token: str) -> None:
     from ray.cluster_utils import Cluster
 
     cluster = Cluster()
-    nodes = []
+    nodes: list[Any] = []
     try:
-        for index, spec in enumerate(specs):
-            args: dict[str, Any] = {
-                "node_ip_address": "127.0.0.1",
-                "num_cpus": spec["cpus"],
-                "object_store_memory": OBJECT_STORE_BYTES,
-                "resources": dict(spec["resources"]),
-                "include_dashboard": False,
-            }
-            if index == 0:
-                args["ray_client_server_port"] = _free_port()
-            node = cluster.add_node(**args)
-            if spec["cpu_list"] is not None:
-                # As `taskset`: the raylet, the workers it started, and (inherited) later ones.
-                for info in node.all_processes[RAYLET]:
-                    raylet = psutil.Process(info.process.pid)
-                    for process in [raylet, *raylet.children(recursive=True)]:
-                        process.cpu_affinity(list(spec["cpu_list"]))
-            nodes.append(node)
+        for spec in specs:
+            nodes.append(_add_node(cluster, spec, head=not nodes))
         print(
             json.dumps(
                 {"address": cluster.address, "token": token, "node_ids": [n.node_id for n in nodes]}
@@ -251,17 +247,40 @@ def _run(specs: list[dict[str, Any]], token: str) -> None:
             flush=True,
         )
         for line in sys.stdin:
-            command = line.split()
-            if command[:1] == ["kill"] and len(command) == 2:
-                _crash(nodes[int(command[1])])
-                cluster.remove_node(nodes[int(command[1])], allow_graceful=False)
+            command, _, argument = line.strip().partition(" ")
+            if command == "kill":
+                _crash(nodes[int(argument)])
+                cluster.remove_node(nodes[int(argument)], allow_graceful=False)
                 print("ok", flush=True)
-            elif command == ["stop"]:
+            elif command == "add":
+                nodes.append(_add_node(cluster, asdict(NodeSpec(**json.loads(argument))), False))
+                print(f"ok {nodes[-1].node_id}", flush=True)
+            elif command == "stop":
                 break
             else:
                 print(f"unknown command {line.strip()!r}", flush=True)
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+def _add_node(cluster: Any, spec: dict[str, Any], head: bool) -> Any:
+    args: dict[str, Any] = {
+        "node_ip_address": "127.0.0.1",
+        "num_cpus": spec["cpus"],
+        "object_store_memory": OBJECT_STORE_BYTES,
+        "resources": dict(spec["resources"]),
+        "include_dashboard": False,
+    }
+    if head:
+        args["ray_client_server_port"] = _free_port()
+    node = cluster.add_node(**args)
+    if spec["cpu_list"] is not None:
+        # As `taskset`: the raylet, the workers it started, and (inherited) later ones.
+        for info in node.all_processes[RAYLET]:
+            raylet = psutil.Process(info.process.pid)
+            for process in [raylet, *raylet.children(recursive=True)]:
+                process.cpu_affinity(list(spec["cpu_list"]))
+    return node
 
 
 def _crash(node: Any) -> None:

@@ -43,8 +43,6 @@ async def serve_cluster(
     try:
         await controller.start()
         await controller.wait_ready(READY_TIMEOUT_S)
-        for node, url in controller.urls.items():
-            log.info("node %s: front end on %s", node, url)
         log.info(
             "serving %s on %d nodes",
             ", ".join(m.name for m in config.models),
