@@ -6,8 +6,8 @@ agents: if the driver exits, Ray ends them, and their workers end with them.
     tick:  agent.report() on every node ──► sum each model's traffic ──► policy.place()
            agent.apply(desired, view) on every node ◄──────────────────────┘
 
-A node is lost when its agent's call fails with a Ray error (the actor died
-with its raylet) or when the GCS node table says it is dead; its agent is
+A node is lost when Ray reports its agent dead (the actor died with its
+raylet) or when the GCS node table says it is dead; its agent is
 dropped, the next placement puts its models' workers on the other nodes, and
 the routers stop sending it requests when they get the new view.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import ActorDiedError, ActorUnavailableError
 
 from autodep.autoscale.manager import DEFAULT_SERVICE_S
 from autodep.autoscale.policy import Observation, Settings
@@ -90,7 +90,6 @@ class Controller:
         self.agents: dict[str, Any] = {}
         self.urls: dict[str, str] = {}
         self.reports: dict[str, NodeReport] = {}
-        self.lost: list[tuple[str, float]] = []  # (node, monotonic time it was seen lost)
         self._windows: dict[str, deque[Observation]] = {m.name: deque() for m in config.models}
         self._task: asyncio.Task[None] | None = None
         self._joining: set[str] = set()  # nodes whose agent is starting
@@ -166,14 +165,16 @@ class Controller:
     async def _gather(
         self, method: str, args: Mapping[str, tuple[Any, ...]] | None = None
     ) -> dict[str, Any]:
-        """Call `method` on every agent; an agent whose call fails with a Ray error is lost."""
+        """Call `method` on every agent; an agent Ray reports dead or unreachable is lost."""
         nodes = list(self.agents)
         calls = [getattr(self.agents[n], method).remote(*(args or {}).get(n, ())) for n in nodes]
         results = await asyncio.gather(*calls, return_exceptions=True)
         answers = {}
         for node, result in zip(nodes, results, strict=True):
-            if isinstance(result, RayError):
-                self._lose(node, f"its agent failed: {type(result).__name__}")
+            if isinstance(result, ActorDiedError):
+                self._lose(node, "its agent died")
+            elif isinstance(result, ActorUnavailableError):
+                log.warning("node %s did not answer this tick: %s", node, result)
             elif isinstance(result, BaseException):
                 raise result
             else:
@@ -202,7 +203,6 @@ class Controller:
         self.nodes.pop(node, None)
         self.reports.pop(node, None)
         self.urls.pop(node, None)
-        self.lost.append((node, time.monotonic()))
         log.warning("node %s lost (%s): its models are placed on the other nodes", node, why)
 
     def _policy_nodes(self) -> dict[str, Node]:

@@ -11,8 +11,8 @@ serves it there and never forwards it again. When no node has a ready worker
 (scale-to-zero), the request goes where a worker can be cold-started: here if
 this node may run the model and has a free CPU, else the eligible node with the
 most free CPUs. A call to a node that died fails with a Ray error; the request
-is then retried on another node, and the dead node is avoided until the
-controller's view no longer lists it.
+is then retried on another node, and the node is avoided until the next view
+(by then the controller has usually dropped it).
 
     request ─► ClusterService.predict ─┬─► here: Service.predict (shared memory, sockets)
                                        └─► agent(node).predict.remote(bytes)
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 import numpy as np
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError
 
 from autodep.cluster.messages import ClusterView, Failure, ModelReport, NodeReport
 from autodep.errors import RequestTimeout, Unavailable
@@ -55,7 +55,7 @@ class ClusterService(Service):
         self.url = url
         self.view = ClusterView(agents={}, cpus={}, loads={}, allowed={}, statuses={})
         self._forwarded: Counter[str] = Counter()  # node -> requests sent there, unanswered
-        self._suspect: set[str] = set()  # nodes a call failed on, until the view drops them
+        self._suspect: set[str] = set()  # nodes a call failed on, avoided until the next view
 
     # -- requests ------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class ClusterService(Service):
             )
         except TimeoutError:
             raise RequestTimeout(f"node {node} did not answer within the request timeout") from None
-        except RayError as exc:
+        except RayActorError as exc:  # its agent died (with its node) or is unreachable
             self._suspect.add(node)
             raise NodeLost(str(exc)) from exc
         finally:
@@ -205,7 +205,7 @@ class ClusterService(Service):
     def apply(self, desired: dict[str, int], view: ClusterView) -> None:
         """The controller's tick: this node's worker counts and the cluster's loads."""
         self.view = view
-        self._suspect &= set(view.agents)  # a node the view dropped is forgotten
+        self._suspect.clear()  # the controller's newer judgement: nodes it still lists get a chance
         for name, count in desired.items():
             self.model(name).pool.set_desired(count, "cluster placement")
 
