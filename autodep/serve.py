@@ -25,7 +25,7 @@ log = logging.getLogger("autodep")
 
 # (flag, type, help); the config field is the flag's name with underscores.
 SETTINGS: list[tuple[str, type, str]] = [
-    ("--host", str, "address to listen on (default 127.0.0.1)"),
+    ("--host", str, "address to listen on (default 127.0.0.1; with --ray, node: each node's own)"),
     ("--port", int, "port to listen on (default 8000; 0 picks a free one)"),
     ("--max-workers", int, "most worker processes per model (default: cores)"),
     ("--min-workers", int, "fewest workers kept alive per model (default 1)"),
