@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MODELS ?= models
 PORT ?= 8000
 
-.PHONY: install install-test serve demo-model models serve-all test lint bench clean
+.PHONY: install install-test chromium serve demo-model models serve-all test lint bench clean
 
 # A stamp per extra, remade when the project's dependencies change.
 $(VENV)/.stamp-%: setup.cfg pyproject.toml
@@ -19,13 +19,22 @@ install: $(VENV)/.stamp-examples
 
 install-test: $(VENV)/.stamp-test
 
-$(MODELS)/resnet18.pt:
+# Debian's chromium for the status page's browser test, installed only when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+chromium: $(CHROMIUM)
+
+$(MODELS)/demo.yaml:
 	$(PY) -m examples.demo --out $(MODELS)
 
-demo-model: install $(MODELS)/resnet18.pt
+demo-model: install $(MODELS)/demo.yaml
 
 serve: demo-model
-	$(PY) -m autodep.serve --model $(MODELS)/resnet18.pt --port $(PORT)
+	$(PY) -m autodep.serve --config $(MODELS)/demo.yaml --port $(PORT)
 
 models: install
 	$(PY) -m examples.build --out $(MODELS)
@@ -33,7 +42,7 @@ models: install
 serve-all: models
 	$(PY) -m autodep.serve --config $(MODELS)/models.yaml --port $(PORT)
 
-test: install-test
+test: install-test chromium
 	$(PY) -m pytest
 
 lint: $(VENV)/.stamp-dev

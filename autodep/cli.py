@@ -1,4 +1,4 @@
-"""The `autodep` console script: `autodep serve --model m.pt ...`."""
+"""The `autodep` console script: `autodep serve --model m.pt ...`, `autodep optimize m.pt`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from autodep import serve
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] != "serve":
-        print("usage: autodep serve [--model PATH ...] [--config models.yaml] [options]")
-        print("       autodep serve --help")
-        return 2
-    return serve.main(args[1:], prog="autodep serve")
+    if args and args[0] == "serve":
+        return serve.main(args[1:], prog="autodep serve")
+    if args and args[0] == "optimize":
+        from autodep.optimize.command import main as optimize
+
+        return optimize(args[1:])
+    print("usage: autodep serve [--model PATH ...] [--config models.yaml] [options]")
+    print("       autodep optimize [MODEL ...] [--config models.yaml] [options]")
+    print("       autodep serve --help | autodep optimize --help")
+    return 2
 
 
 if __name__ == "__main__":

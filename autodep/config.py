@@ -12,13 +12,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
+from autodep.optimize.candidates import NAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SECRET_FIELDS = frozenset({"auth_token"})  # never echoed in an error message
 
 
 def cpu_count() -> int:
@@ -70,11 +80,51 @@ class Autoscaling(_Strict):
     downscale_window_s: float | None = Field(default=None, gt=0)
 
 
+def _optimize_mode(value: str) -> str:
+    """`auto`, `off` or a candidate's name (autodep.optimize.candidates)."""
+    if value not in ("auto", "off", *NAMES):
+        raise ValueError(f"optimize mode must be auto, off or one of {', '.join(NAMES)}")
+    return value
+
+
+class Optimize(_Strict):
+    """Per-model settings of the optimizer (autodep.optimize); unset ones take the server's."""
+
+    mode: str | None = None  # auto | off | a candidate's name
+    tolerance: float = Field(default=0.99, gt=0, le=1)  # least agreement with the model as given
+    samples: Path | None = None  # a folder of inputs for the accuracy gate; None: generated
+    budget: float | None = Field(default=None, gt=0)  # seconds a search may take
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        return None if value is None else _optimize_mode(value)
+
+
+class VersionPolicy(_Strict):
+    """Which of a model's versions are served: the newest N, or the ones named."""
+
+    latest: int | None = Field(default=None, ge=1)
+    specific: tuple[int, ...] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        if (self.latest is None) == (self.specific is None):
+            raise ValueError("give exactly one of `latest: N` or `specific: [versions]`")
+        return self
+
+
 class ModelConfig(_Strict):
-    """One served model. Unset worker/queue/batching fields take the server's values."""
+    """One served model. Unset worker/queue/batching fields take the server's values.
+
+    `versions` maps version numbers to files; without it, `path` is version 1.
+    With it, `path` may be left out and defaults to the newest version's file.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     path: Path
+    versions: dict[int, Path] = {}
+    version_policy: VersionPolicy = VersionPolicy(latest=1)
     input: Literal["image", "tensor", "text"] = "image"
     output: Literal["classification", "segmentation", "detection", "raw"] = "classification"
     labels: Path | None = None
@@ -86,9 +136,33 @@ class ModelConfig(_Strict):
     batching: Batching = Batching()
     max_queue: int | None = Field(default=None, ge=1)
     autoscaling: Autoscaling = Autoscaling()
+    optimize: Optimize = Optimize()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_of_newest_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" not in data and isinstance(data.get("versions"), dict):
+            numbers = [k for k in data["versions"] if str(k).isdigit()]
+            if numbers:
+                return {**data, "path": data["versions"][max(numbers, key=int)]}
+        return data
+
+    @field_validator("versions")
+    @classmethod
+    def _positive(cls, value: dict[int, Path]) -> dict[int, Path]:
+        bad = sorted(n for n in value if n < 1)
+        if bad:
+            raise ValueError(f"version numbers must be 1 or more, not {bad[0]}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
+        specific = self.version_policy.specific or ()
+        missing = sorted(set(specific) - set(self.version_numbers()))
+        if missing:
+            raise ValueError(
+                f"version_policy.specific names version {missing[0]}, which `versions` lacks"
+            )
         if self.input == "text" and self.tokenizer is None:
             raise ValueError("a text model needs `tokenizer` (a tokenizers JSON file)")
         if self.input == "text" and self.output != "classification" and self.output != "raw":
@@ -99,6 +173,12 @@ class ModelConfig(_Strict):
         if w.min is not None and w.max is not None and w.min > w.max:
             raise ValueError("workers.min must not exceed workers.max")
         return self
+
+    def version_numbers(self) -> list[int]:
+        return sorted(self.versions) if self.versions else [1]
+
+    def version_path(self, number: int) -> Path:
+        return self.versions[number] if self.versions else self.path
 
     def label_names(self) -> list[str]:
         if self.labels is None:
@@ -125,8 +205,52 @@ class ServerConfig(_Strict):
     target_utilisation: float = Field(default=0.8, gt=0, le=1)
     upscale_window: float = Field(default=2.0, gt=0)
     tick: float = Field(default=1.0, gt=0)
+    # A bearer token every route but /v2/health/* then needs; given, or read from a file.
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    # The environment gives the defaults of these to embedded servers too (AUTODEP_OPTIMIZE=off
+    # turns the optimizer off everywhere; the tests do so except where they test it).
+    optimize: str = Field(default_factory=lambda: os.environ.get("AUTODEP_OPTIMIZE", "auto"))
+    optimize_budget: float = Field(default=300.0, gt=0)
+    cache_dir: Path | None = Field(
+        default_factory=lambda: (
+            Path(os.environ["AUTODEP_CACHE_DIR"]) if os.environ.get("AUTODEP_CACHE_DIR") else None
+        )
+    )
+    model_control_mode: Literal["none", "explicit", "poll"] = "none"
+    repository_poll_s: float = Field(default=2.0, gt=0)
+    repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
     ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
     models: tuple[ModelConfig, ...] = ()
+
+    @field_validator("optimize")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        return _optimize_mode(value)
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("the token must not be empty")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_token_file(cls, fields: Any) -> Any:
+        if not isinstance(fields, dict) or fields.get("auth_token_file") is None:
+            return fields
+        if fields.get("auth_token") is not None:
+            raise ValueError("give auth_token or auth_token_file, not both")
+        path = Path(fields["auth_token_file"])
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"auth_token_file: cannot read {path}: {exc.strerror}") from None
+        if not token:
+            raise ValueError(f"auth_token_file: {path} is empty")
+        return {**fields, "auth_token": token}
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServerConfig:
@@ -135,6 +259,10 @@ class ServerConfig(_Strict):
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def optimize_for(self, model: ModelConfig) -> tuple[str, float]:
+        """A model's optimize mode and search budget (seconds)."""
+        return model.optimize.mode or self.optimize, model.optimize.budget or self.optimize_budget
 
     def settings_for(self, model: ModelConfig) -> PoolSettings:
         """The effective worker, queue and batching settings of one model."""
@@ -217,20 +345,28 @@ def load_repository(path: str | Path) -> list[ModelConfig]:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
         raise ConfigError(f"{path}: expected a mapping with a `models:` list")
-    models = []
-    for index, entry in enumerate(document["models"]):
-        where = f"{path}: models[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: each model entry must be a mapping")
-        if "name" in entry:
-            where = f"{path}: model {entry['name']!r}"
-        try:
-            model = ModelConfig(**entry)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {_describe(exc)}") from None
-        models.append(_resolve_paths(model, path.parent))
+    models = [
+        model_from_entry(entry, path.parent, str(path), f"models[{index}]")
+        for index, entry in enumerate(document["models"])
+    ]
     _check_files(models, path)
     return models
+
+
+def model_from_entry(
+    entry: Any, base: Path, source: str, position: str = "model entry"
+) -> ModelConfig:
+    """One model entry (a YAML mapping, or JSON in a load request); paths relative to base."""
+    where = f"{source}: {position}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: each model entry must be a mapping")
+    if "name" in entry:
+        where = f"{source}: model {entry['name']!r}"
+    try:
+        model = ModelConfig(**entry)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    return _resolve_paths(model, base)
 
 
 def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
@@ -240,26 +376,57 @@ def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
     return model.model_copy(
         update={
             "path": resolve(model.path),
+            "versions": {n: resolve(p) for n, p in model.versions.items()},
             "labels": resolve(model.labels),
             "tokenizer": resolve(model.tokenizer),
+            "optimize": model.optimize.model_copy(
+                update={"samples": resolve(model.optimize.samples)}
+            ),
         }
     )
 
 
-def _check_files(models: list[ModelConfig], source: Path) -> None:
+def _check_files(models: list[ModelConfig], source: Path | str) -> None:
     for model in models:
-        for field in ("path", "labels", "tokenizer"):
-            value = getattr(model, field)
+        files = [(f"versions.{n}", p) for n, p in sorted(model.versions.items())]
+        files += [(f, getattr(model, f)) for f in ("path", "labels", "tokenizer")]
+        for field, value in files:
             if value is not None and not value.is_file():
                 raise ConfigError(f"{source}: model {model.name!r}: {field}: no such file {value}")
+        samples = model.optimize.samples
+        if samples is not None and not samples.is_dir():
+            raise ConfigError(
+                f"{source}: model {model.name!r}: optimize.samples: no such folder {samples}"
+            )
+
+
+def check_files(model: ModelConfig, source: str) -> None:
+    """Every file a model entry names exists (ConfigError naming the field if not)."""
+    _check_files([model], source)
 
 
 def _describe(exc: ValidationError) -> str:
+    """Each error as `field: what is wrong, not <the value given>`."""
     parts = []
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "entry"
-        parts.append(f"{field}: {error['msg']}")
+        given = error.get("input")
+        # A missing field has no value, a model-level check gets the whole entry,
+        # and a secret is not repeated.
+        shows_value = (
+            error["type"] != "missing"
+            and error["loc"]
+            and not isinstance(given, dict)
+            and field not in SECRET_FIELDS
+        )
+        value = f", not {_shorten(repr(given))}" if shows_value else ""
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}{value}")
     return "; ".join(parts)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_config(**fields: Any) -> ServerConfig:

@@ -1,8 +1,8 @@
 """`Autodep`: the embedding API, the core `Service` plus its HTTP application.
 
-    async with Autodep("resnet18.pt", max_workers=4) as ad:   # workers ready on enter
-        result = await ad.predict(jpeg_bytes, top_n=5)
-        app = ad.app                                           # aiohttp Application
+async with Autodep("resnet18.pt", max_workers=4) as ad:   # workers ready on enter
+    result = await ad.predict(jpeg_bytes, top_n=5)
+    app = ad.app                                           # aiohttp Application
 """
 
 from __future__ import annotations

@@ -73,3 +73,21 @@ class WorkerStartError(WorkerError):
 
 class ConfigError(AutodepError):
     """The server or model configuration is invalid (raised before any worker starts)."""
+
+
+class OptimizeError(WorkerStartError):
+    """The optimizer could not run its search, or the variant asked for is not usable."""
+
+
+_BY_STATUS: dict[int, type[AutodepError]] = {
+    400: InvalidInput,
+    404: ModelNotFound,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    504: RequestTimeout,
+}
+
+
+def error_for_status(status: int, message: str) -> AutodepError:
+    """An error reported by a worker as (status, message), as the class for that status."""
+    return _BY_STATUS.get(status, WorkerError)(message)

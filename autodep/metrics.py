@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -51,6 +51,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.decode = Histogram(
+            "autodep_decode_seconds",
+            "Time a worker spent decoding one batch's payloads before the model call.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "autodep_batch_size",
             "Requests per model call.",
@@ -65,10 +72,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.variant = Gauge(
+            "autodep_model_variant",
+            "1 for the variant each model's workers run (autodep.optimize; as-given: the file).",
+            ["model", "variant"],
+            registry=r,
+        )
 
     def watch(self, pools: Callable[[], Mapping[str, ModelPool]]) -> None:
         """Report the pools' state at every scrape."""
         self.registry.register(_PoolCollector(pools))
+
+    def observe_request(self, model: str, code: int, seconds: float) -> None:
+        """A model request answered (over HTTP or gRPC), with its HTTP status code."""
+        self.requests.labels(model, str(code)).inc()
+        self.request_seconds.labels(model).observe(seconds)
 
     def observe_dispatch(self, model: str, waits: list[float]) -> None:
         """A batch leaves the queue: its size, and how long each request waited."""

@@ -20,6 +20,8 @@ from aiohttp import web
 from autodep.config import ServerConfig
 from autodep.embedding import Autodep
 from autodep.errors import ConfigError, WorkerStartError
+from autodep.grpc import GrpcServer
+from autodep.pool.launcher import stop_helpers
 
 log = logging.getLogger("autodep")
 
@@ -41,6 +43,18 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
     ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
     ("--tick", float, "seconds between autoscaling decisions (default 1)"),
+    ("--auth-token", str, "a bearer token every route but /v2/health/* then needs"),
+    ("--auth-token-file", str, "a file holding the bearer token (instead of --auth-token)"),
+    ("--optimize", str, "auto (cached, else search first), off, or a candidate's name"),
+    ("--optimize-budget", float, "seconds a model's optimization search may take (default 300)"),
+    ("--cache-dir", str, "where optimization results are kept (default ~/.cache/autodep)"),
+    (
+        "--model-control-mode",
+        str,
+        "none | explicit (the /v2/repository load and unload routes) | poll (watch the files)",
+    ),
+    ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
+    ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
     ("--ray", str, "serve on every node of this Ray cluster: its address, or auto (autodep[ray])"),
 ]
 
@@ -84,6 +98,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 async def serve(config: ServerConfig) -> int:
     """Run until a signal, then shut down in order. Returns the exit code."""
+    try:
+        return await _serve(config)
+    finally:
+        # 5. Stop the forkserver and the resource tracker: exit only after every child.
+        await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
+        log.info("stopped")
+
+
+async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -106,14 +129,26 @@ async def serve(config: ServerConfig) -> int:
         return 1
     host, port = runner.addresses[0][:2]
     log.info("serving %s on http://%s:%s", ", ".join(service.models), host, port)
+    grpc_server = None
+    if config.grpc_port is not None:
+        grpc_server = GrpcServer(service)
+        try:
+            grpc_port = await grpc_server.start(config.host, config.grpc_port)
+        except OSError as exc:
+            log.error("%s", exc)
+            await service.shutdown(0)
+            await runner.cleanup()
+            return 1
+        log.info("serving the V2 protocol over gRPC on %s:%s", config.host, grpc_port)
     await stop.wait()
     log.info("shutting down")
-    # 1-3. Refuse new requests (503), finish queued work within the grace period,
-    #      stop the workers (Autodep.shutdown).
+    # 1-3. Refuse new requests (503 / UNAVAILABLE), finish queued work within the
+    #      grace period, stop the workers (Autodep.shutdown).
     await service.shutdown()
-    # 4. Close the listening socket and the idle connections.
+    # 4. Close the listening sockets and the idle connections.
+    if grpc_server is not None:
+        await grpc_server.stop(grace=1)
     await runner.cleanup()
-    log.info("stopped")
     return 0
 
 

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
-
 from autodep.autoscale.manager import Autoscaler
-from autodep.codecs import Codec, Decoded, Options, Payload, codec_for
+from autodep.codecs import Codec, Options, Payload, codec_for
 from autodep.config import (
     ModelConfig,
     ServerConfig,
@@ -31,8 +29,13 @@ from autodep.config import (
 )
 from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
 from autodep.metrics import Metrics
+from autodep.optimize.candidates import AS_GIVEN
+from autodep.optimize.resolve import Variant, resolve
+from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
+from autodep.repository.manager import Repository
+from autodep.repository.policy import select_versions
 from autodep.worker.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ class ServedModel:
     config: ModelConfig
     codec: Codec
     pool: ModelPool
+    variant: Variant
+    version: int = 1
 
 
 class Service:
@@ -69,11 +74,16 @@ class Service:
         **settings: Any,
     ) -> None:
         self.config = config or _server_config(models, labels, repository, settings)
-        if not self.config.models:
+        if not self.config.models and self.config.model_control_mode == "none":
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
-        self._models: dict[str, ServedModel] = {}
+        self._models: dict[str, ServedModel] = {}  # the newest ready version of each model
+        self._variants: dict[tuple[str, str], Variant] = {}  # by (model, file): what workers load
         self.metrics = Metrics()
+        # Loads, unloads and rolls out versions at runtime; keeps self._models up to date.
+        self.repository = Repository(
+            self.config, self._models, self._serve_model, self.metrics, prepare=self._prepare
+        )
         self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
         self._autoscaler: Autoscaler | None = None
@@ -94,27 +104,29 @@ class Service:
         """Start every model's minimum of workers; return when they are ready."""
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(
-            max_workers=max(2, cpu_count()), thread_name_prefix="autodep-codec"
+            max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
-        # Boot the forkserver (it imports torch once) while the codecs load.
+        # Boot the forkserver (it imports torch once) while each model version's variant
+        # (autodep.optimize) is found: cached, or searched now, one after the other so
+        # that searches do not disturb each other's measurements.
         prepared = loop.run_in_executor(self._executor, self._launcher.prepare)
-        for model in self.config.models:
-            codec = codec_for(model)
-            spec = _worker_spec(model, codec, self.config)
-            pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
-            self._models[model.name] = ServedModel(model, codec, pool)
+        versions = [v for entry in self.config.models for v in select_versions(entry).values()]
+        await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
         await prepared
+        for model in self.config.models:
+            self.repository.prepare(model)
         try:
-            await asyncio.gather(*(m.pool.start() for m in self._models.values()))
+            await self.repository.start()
         except BaseException:
             await self._close_pools()
             raise
         if self._autoscale:
             self._autoscaler = Autoscaler(
-                {name: m.pool for name, m in self._models.items()},
+                self.repository.pools,  # a live view: versions come and go
                 budget=self.config.worker_budget,
                 tick_s=self.config.tick,
             )
+            self.repository.autoscaler = self._autoscaler
             self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
@@ -126,13 +138,14 @@ class Service:
         self._accepting = False
         if self._autoscaler is not None:
             self._autoscaler.stop()
+        await self.repository.stop()  # no more polling, loading or retiring
         # 2. Let queued and running requests finish, for at most the grace period.
-        await asyncio.gather(*(m.pool.drain(grace) for m in self._models.values()))
+        await asyncio.gather(*(m.pool.drain(grace) for m in self.repository.served()))
         # 3. Stop the workers (each gets a few seconds, then is killed).
         await self._close_pools()
 
     async def _close_pools(self) -> None:
-        await asyncio.gather(*(m.pool.close() for m in self._models.values()))
+        await asyncio.gather(*(m.pool.close() for m in self.repository.served()))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -148,36 +161,46 @@ class Service:
         threshold: float = 0.5,
     ) -> dict[str, Any]:
         """Run one input through a model; the same JSON-able result as POST /predict."""
-        served = self.model(model)
-        options = _options(top_n, threshold)
-        payload = Payload.of(data, content_type)
-        decoded = await self.decode(served, payload)
-        outputs = await self.infer(served, decoded.tensors)
-        return {"model": served.config.name, **await self.encode(served, outputs, decoded, options)}
+        # Held from the lookup to the answer, so a reload does not retire the version found.
+        with self.repository.in_flight.request():
+            served = self.model(model)
+            options = _options(top_n, threshold)
+            inferred = await self.infer(served, Payload.of(data, content_type))
+            return {"model": served.config.name, **await self.encode(served, inferred, options)}
 
-    async def decode(self, served: ServedModel, payload: Payload) -> Decoded:
-        """A payload into model input tensors (in the codec thread pool)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, served.codec.decoder.decode, payload)
+    def admit(self, served: ServedModel) -> None:
+        """Raise now (503) if the model would refuse one more request.
 
-    async def infer(self, served: ServedModel, tensors: list[np.ndarray]) -> list[np.ndarray]:
-        """One request's input tensors through the model's pool."""
+        Front ends call it before they read a body, so that under overload a
+        refusal costs the server next to nothing.
+        """
         if not self._accepting:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
-        return await served.pool.infer(tensors)
+        served.pool.admit()
+
+    async def infer(self, served: ServedModel, item: Item) -> Inferred:
+        """One request through the model's pool: a payload (decoded in the worker) or tensors."""
+        self.admit(served)
+        if isinstance(item, Payload):
+            served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
+        return await served.pool.infer(item)
 
     async def encode(
-        self, served: ServedModel, outputs: list[np.ndarray], decoded: Decoded, options: Options
+        self, served: ServedModel, inferred: Inferred, options: Options
     ) -> dict[str, Any]:
         """Output tensors into the JSON-able result (off the loop unless cheap)."""
         encoder = served.codec.encoder
         if encoder.runs_inline:
-            return encoder.encode(outputs, decoded, options)
+            return encoder.encode(inferred.outputs, inferred.meta, options)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, encoder.encode, outputs, decoded, options)
+        return await loop.run_in_executor(
+            self._executor, encoder.encode, inferred.outputs, inferred.meta, options
+        )
 
-    def model(self, name: str | None = None) -> ServedModel:
-        """A served model by name; None means the only one."""
+    def model(self, name: str | None = None, version: int | None = None) -> ServedModel:
+        """A served model by name (None: the only one): its newest ready version, or `version`."""
+        if version is not None:
+            return self.repository.version(self.model(name).config.name, version)
         if name is None:
             if len(self._models) == 1:
                 return next(iter(self._models.values()))
@@ -203,7 +226,23 @@ class Service:
         return self._accepting and all(m.pool.ready for m in self._models.values())
 
     def status(self) -> dict[str, Any]:
-        return {"models": {name: _model_status(m) for name, m in self._models.items()}}
+        models = {
+            name: {**_model_status(m), "version": m.version} for name, m in self._models.items()
+        }
+        return {"models": models, "repository": self.repository.status()}
+
+    def _prepare(self, model: ModelConfig) -> Codec:
+        """A model version's codec, its variant found on the way (blocking: in an executor)."""
+        self._variants[(model.name, str(model.path))] = resolve(model, self.config)
+        return codec_for(model)
+
+    def _serve_model(self, model: ModelConfig, version: int, codec: Codec) -> ServedModel:
+        """One model version with its (not yet started) pool of workers."""
+        variant = self._variants.get((model.name, str(model.path)), Variant(AS_GIVEN))
+        spec = _worker_spec(model, codec, self.config, variant)
+        pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
+        self.metrics.variant.labels(model.name, variant.name).set(1)
+        return ServedModel(model, codec, pool, variant, version)
 
 
 def _server_config(
@@ -224,18 +263,15 @@ def _server_config(
     configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
     if repository is not None:
         configs += load_repository(repository)
-    return build_config(models=tuple(configs), **settings)
+    where = {} if repository is None else {"repository": Path(repository)}
+    return build_config(models=tuple(configs), **where, **settings)
 
 
-def _worker_spec(model: ModelConfig, codec: Codec, config: ServerConfig) -> WorkerSpec:
-    return WorkerSpec(
-        model=model.name,
-        path=str(model.path),
-        input=model.input,
-        output=model.output,
-        threads=config.settings_for(model).start_threads,
-        example=codec.decoder.example(),
-    )
+def _worker_spec(
+    model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
+) -> WorkerSpec:
+    threads = config.settings_for(model).start_threads
+    return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
 
 
 def _options(top_n: Any, threshold: Any) -> Options:
@@ -257,12 +293,14 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
         "queue_depth": pool.queue_depth,
         "ready": pool.ready,
         "restarts": pool.restarts,
+        "variant": served.variant.status(),
         "workers": [
             {
                 "pid": w.pid,
                 "state": w.state.value,
                 "served": w.served,
                 "startup_s": None if w.startup_s is None else round(w.startup_s, 4),
+                "started_at": round(w.started_at, 3),
                 "rss_bytes": w.rss_bytes(),
             }
             for w in pool.workers

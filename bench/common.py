@@ -11,16 +11,21 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-# The in-process baselines wait for OpenMP threads the way autodep's workers do
-# (autodep.pool.launcher): set before torch is imported, which happens lazily.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if TYPE_CHECKING:
+    from autodep.config import ModelConfig
+
+# The in-process baselines run as a user would run the model: torch's default
+# threads and OpenMP's default waiting, whatever autodep chooses for its workers.
+OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 
 IMAGE_SIZE = 224  # the side of the JPEG and of resnet18's input
 
@@ -56,6 +61,68 @@ def make_jpeg(size: int = IMAGE_SIZE, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def baseline_environment() -> str:
+    """How this process (the in-process baseline) runs OpenMP: a line for the report."""
+    set_here = [f"{k}={os.environ[k]}" for k in OMP_VARIABLES if k in os.environ]
+    return ", ".join(set_here) if set_here else "default environment (no OpenMP variables set)"
+
+
+class InProcess:
+    """The server's pipeline for one model, called in this process as a user would call it.
+
+    decode + preprocess (autodep's decoder), the worker's runner (model +
+    softmax) and the encoder (top-5), with torch's default threads.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        from autodep.codecs import DECODERS, ENCODERS
+        from autodep.codecs.base import Options
+        from autodep.worker.runners import load_model, make_runner
+
+        self.decoder = DECODERS[config.input](config)
+        self.encoder = ENCODERS[config.output](config)
+        self.runner = make_runner(load_model(str(config.path)), config.input, config.output)
+        self.options = Options(top_n=5)
+
+    def __call__(self, body: bytes, batch: int = 1) -> tuple[list[dict[str, Any]], float]:
+        """`batch` copies of one request: the answers and the seconds of the model call."""
+        import torch
+
+        from autodep.codecs.base import Payload
+
+        decoded = [self.decoder.decode(Payload(body, "image/jpeg")) for _ in range(batch)]
+        with torch.inference_mode():
+            began = time.perf_counter()
+            outputs = self.runner([[torch.from_numpy(t) for t in d.tensors] for d in decoded])
+            model_s = time.perf_counter() - began
+        answers = [
+            self.encoder.encode([t.numpy() for t in out], d.meta, self.options)
+            for out, d in zip(outputs, decoded, strict=True)
+        ]
+        return answers, model_s
+
+
+def model_config(path: Path, resize: int) -> ModelConfig:
+    """A bare classifier file, its input resized to resize x resize."""
+    from autodep.config import Preprocess, model_from_file
+
+    return model_from_file(path).model_copy(update={"preprocess": Preprocess(resize=resize)})
+
+
+def write_repository(config: ModelConfig, directory: Path) -> Path:
+    """A one-model repository YAML that serves `config` as `autodep.serve --config` reads it."""
+    import yaml
+
+    entry = {
+        "name": config.name,
+        "path": str(config.path),
+        "preprocess": {"resize": list(config.preprocess.resize or ())},
+    }
+    path = directory / f"{config.name}.yaml"
+    path.write_text(yaml.safe_dump({"models": [entry]}))
+    return path
 
 
 # -- statistics --------------------------------------------------------------
@@ -137,10 +204,15 @@ class Param:
 
 
 def parse_args(
-    description: str, params: Sequence[Param], argv: Sequence[str] | None = None
+    description: str,
+    params: Sequence[Param],
+    argv: Sequence[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
 ) -> argparse.Namespace:
-    """Options left unset take the `--quick` or the full-run default; `mode` names which."""
-    parser = argparse.ArgumentParser(description=description)
+    """Options left unset take the `--quick` or the full-run default; `mode` names which.
+
+    A benchmark with options of its own passes its `parser` with them."""
+    parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run (seconds)")
     for param in params:
         parser.add_argument(

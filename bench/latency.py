@@ -1,63 +1,69 @@
-"""(c) Request latency at concurrency 1: HTTP to `autodep.serve` vs the model in-process.
+"""Request latency at concurrency 1: HTTP to `autodep.serve` vs the model in-process.
 
-    in-process  in this process: autodep's `ImageDecoder` (decode + preprocess),
-                the worker's runner (TorchScript resnet18 forward + softmax) and
-                the `ClassificationEncoder` (top-5), torch threads = T, warmed up
-    HTTP        `python -m autodep.serve --model resnet18.pt --port 0 --max-workers 1`
-                in a subprocess (its worker also gets T threads), one aiohttp
-                client posting the JPEG and reading the JSON answer, one at a time
+    in-process  in this process, as a user runs the model: autodep's decoder
+                (decode + preprocess), the worker's runner (TorchScript resnet18
+                + softmax) and the encoder (top-5), torch's default threads and
+                OpenMP's default waiting (no variables set), warmed up
+    HTTP        `python -m autodep.serve --config m.yaml --optimize off` (otherwise its
+                defaults; the same model file as in-process) in a
+                subprocess, one lean keep-alive client (bench.loadgen) posting
+                the JPEG and reading the answer, one request at a time
 
-The two never run at the same time: rounds alternate (in-process first, then
-HTTP first, ...), and each side's p50 and p90 are taken per round; the table
-shows their medians over the rounds (a round ends early once its share of
---budget is spent). On a loaded machine the model call itself varies by more
-than the overhead being judged, so it is also timed on both sides (here
-directly; in the worker from the server's /metrics, as a mean per round) and
-the time outside it is reported as well.
+Two models: resnet18 at 224x224, and the same file fed 64x64 inputs (a few ms
+of model), where a fixed overhead per request shows. The sides never run at
+the same time: rounds alternate (in-process first, then HTTP first, ...); each
+side's p50 is taken per round and the table shows medians over the rounds.
+The model call is also timed on both sides (in the worker from /metrics), and
+the time outside it reported, since on a loaded machine the model call varies
+by more than the overhead being judged. The server's own histograms split a
+request into its parts: decode and model call in the worker, queue wait, the
+rest of the handler (shared memory, socket round trip, encode, JSON), and what
+lies outside the handler (HTTP parsing and writing, loopback, the client).
 
-    python -m bench.latency [--quick] [--rounds R] [--requests N] [--budget S] [--threads T]
+    python -m bench.latency [--quick] [--rounds R] [--requests N] [--warmup W]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from bench.common import (
+    InProcess,
     Param,
     Summary,
+    baseline_environment,
     make_jpeg,
     make_resnet18,
     median,
+    model_config,
     ms,
     parse_args,
     print_header,
     print_table,
-    ratio,
+    write_repository,
 )
+from bench.loadgen import closed_loop
 from bench.server import ServerProcess
 
 PARAMS = [
     Param("rounds", 5, 2, "alternating rounds"),
-    Param("requests", 40, 10, "timed requests per side per round"),
+    Param("requests", 40, 15, "timed requests per side per round"),
     Param("warmup", 10, 5, "untimed requests per side first"),
-    Param("budget", 90, 20, "seconds of timed requests at most, shared by all rounds and sides"),
-    Param("threads", len(os.sched_getaffinity(0)), len(os.sched_getaffinity(0)), "torch threads"),
 ]
-TARGET_MS = 3.0  # the issue's target: HTTP p50 within this of the in-process p50
-COMPUTE = re.compile(r"^autodep_compute_seconds_(sum|count)\{[^}]*\} (\S+)$", re.MULTILINE)
-
-# One request in-process: the result and the seconds of its model call.
-Predict = Callable[[bytes], tuple[dict[str, Any], float]]
+# The file as given on both sides: this measures the path around the model, not the
+# optimizer (bench.optimize does that).
+SERVER_FLAGS = ["--optimize", "off"]
+TARGET_MS = 1.0  # issue 11: HTTP p50 within this of the in-process p50
+HISTOGRAM = re.compile(r"^autodep_(\w+)_seconds_(sum|count)\{[^}]*\} (\S+)$", re.MULTILINE)
+PARTS = ("request_duration", "queue_wait", "decode", "compute")  # the server's histograms
 
 
 @dataclass(frozen=True)
@@ -66,219 +72,150 @@ class Round:
 
     latency: Summary
     mean: float  # mean request time, seconds
-    mean_model: float | None  # mean model call, seconds (None: the server did not say)
+    mean_model: float  # mean model call, seconds
+    parts: dict[str, float] | None = None  # server histograms' means, seconds (HTTP side)
 
     @property
-    def outside_model(self) -> float | None:
-        return None if self.mean_model is None else self.mean - self.mean_model
+    def outside_model(self) -> float:
+        return self.mean - self.mean_model
 
 
-# -- the in-process side -----------------------------------------------------
-
-
-def in_process(model: Path, threads: int) -> Predict:
-    """The server's code for one request, run here: decode, model, top-5."""
-    import torch
-
-    from autodep.codecs.base import Options, Payload
-    from autodep.codecs.classification import ClassificationEncoder
-    from autodep.codecs.image import ImageDecoder
-    from autodep.config import model_from_file
-    from autodep.worker.runners import load_model, make_runner
-
-    torch.set_num_threads(threads)
-    config = model_from_file(model)
-    decoder, encoder = ImageDecoder(config), ClassificationEncoder(config)
-    runner = make_runner(load_model(str(model)), config.input, config.output)
-    options = Options(top_n=5)
-
-    def predict(jpeg: bytes) -> tuple[dict[str, Any], float]:
-        decoded = decoder.decode(Payload(jpeg, "image/jpeg"))
-        with torch.inference_mode():
-            began = time.perf_counter()
-            outputs = runner([[torch.from_numpy(t) for t in decoded.tensors]])[0]
-            model_s = time.perf_counter() - began
-        return encoder.encode([t.numpy() for t in outputs], decoded, options), model_s
-
-    return predict
-
-
-def time_in_process(predict: Predict, jpeg: bytes, count: int, limit: float) -> Round:
-    """`count` requests, or fewer if they take more than `limit` seconds."""
-    samples: list[float] = []
-    model_s = 0.0
-    stop = time.perf_counter() + limit
-    while len(samples) < count and (not samples or time.perf_counter() < stop):
+def time_in_process(pipeline: InProcess, jpeg: bytes, count: int) -> Round:
+    samples, model_s = [], 0.0
+    for _ in range(count):
         began = time.perf_counter()
-        _, model = predict(jpeg)
+        _, model = pipeline(jpeg)
         samples.append(time.perf_counter() - began)
         model_s += model
-    return Round(Summary.of(samples), sum(samples) / len(samples), model_s / len(samples))
+    return Round(Summary.of(samples), sum(samples) / count, model_s / count)
 
 
-# -- the HTTP side -----------------------------------------------------------
+def histogram_totals(url: str) -> dict[tuple[str, str], float]:
+    """(histogram, "sum" | "count") -> value so far, from the server's /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(name, kind): float(value) for name, kind, value in HISTOGRAM.findall(text)}
 
 
-async def post(session: aiohttp.ClientSession, url: str, jpeg: bytes) -> dict[str, Any]:
-    headers = {"Content-Type": "image/jpeg"}
-    async with session.post(f"{url}/predict", data=jpeg, headers=headers) as response:
-        answer: dict[str, Any] = await response.json()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {answer}")
-        return answer
+def part_means(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+) -> dict[str, float]:
+    """Mean seconds per request of each part between two scrapes (one request per batch)."""
+
+    def delta(key: tuple[str, str]) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {name: delta((name, "sum")) / max(1.0, delta((name, "count"))) for name in PARTS}
 
 
-async def compute_totals(session: aiohttp.ClientSession, url: str) -> tuple[float, float] | None:
-    """The worker's model-call seconds and count so far, from /metrics (None if absent)."""
-    async with session.get(f"{url}/metrics") as response:
-        if response.status != 200:
-            return None
-        found = {kind: float(value) for kind, value in COMPUTE.findall(await response.text())}
-    if set(found) != {"sum", "count"}:
-        return None
-    return found["sum"], found["count"]
+async def time_http(url: str, jpeg: bytes, count: int) -> Round:
+    address = urlsplit(url)
+    before = histogram_totals(url)
+    result = await closed_loop(
+        address.hostname or "127.0.0.1",
+        address.port or 80,
+        "/predict",
+        jpeg,
+        "image/jpeg",
+        concurrency=1,
+        requests=count,
+    )
+    if result.statuses.get(200) != count:
+        raise RuntimeError(f"not every request answered 200: {result.statuses}")
+    parts = part_means(before, histogram_totals(url))
+    samples = result.latencies
+    return Round(Summary.of(samples), sum(samples) / count, parts["compute"], parts)
 
 
-async def time_http(
-    session: aiohttp.ClientSession, url: str, jpeg: bytes, count: int, limit: float
-) -> Round:
-    """`count` requests, or fewer if they take more than `limit` seconds."""
-    before = await compute_totals(session, url)
-    samples: list[float] = []
-    stop = time.perf_counter() + limit
-    while len(samples) < count and (not samples or time.perf_counter() < stop):
-        began = time.perf_counter()
-        await post(session, url, jpeg)
-        samples.append(time.perf_counter() - began)
-    after = await compute_totals(session, url)
-    mean_model = None
-    if before is not None and after is not None and after[1] > before[1]:
-        mean_model = (after[0] - before[0]) / (after[1] - before[1])
-    return Round(Summary.of(samples), sum(samples) / len(samples), mean_model)
-
-
-# -- measuring ---------------------------------------------------------------
-
-
-async def measure(
-    predict: Predict, session: aiohttp.ClientSession, url: str, jpeg: bytes, args: Any
+def measure(
+    pipeline: InProcess, url: str, jpeg: bytes, args: argparse.Namespace
 ) -> tuple[list[Round], list[Round]]:
     """Per-round results of each side; the sides take turns going first."""
+    time_in_process(pipeline, jpeg, args.warmup)
+    asyncio.run(time_http(url, jpeg, args.warmup))
     local_rounds, http_rounds = [], []
-    limit = args.budget / (2 * args.rounds)  # seconds per side per round
     for round_no in range(args.rounds):
         if round_no % 2 == 0:
-            local = time_in_process(predict, jpeg, args.requests, limit)
-            remote = await time_http(session, url, jpeg, args.requests, limit)
+            local = time_in_process(pipeline, jpeg, args.requests)
+            remote = asyncio.run(time_http(url, jpeg, args.requests))
         else:
-            remote = await time_http(session, url, jpeg, args.requests, limit)
-            local = time_in_process(predict, jpeg, args.requests, limit)
+            remote = asyncio.run(time_http(url, jpeg, args.requests))
+            local = time_in_process(pipeline, jpeg, args.requests)
         local_rounds.append(local)
         http_rounds.append(remote)
         print(
-            f"  round {round_no + 1} ({local.latency.n}+{remote.latency.n} requests): "
-            f"p50 in-process {ms(local.latency.median)} ms, "
-            f"HTTP {ms(remote.latency.median)} ms; mean model call in-process "
-            f"{ms(local.mean_model or 0)} ms, in the worker {_ms_or_na(remote.mean_model)} ms"
+            f"  round {round_no + 1}: p50 in-process {ms(local.latency.median)} ms, HTTP "
+            f"{ms(remote.latency.median)} ms; model call in-process {ms(local.mean_model)} ms, "
+            f"in the worker {ms(remote.mean_model)} ms"
         )
     return local_rounds, http_rounds
 
 
-async def warm_up(
-    predict: Predict, session: aiohttp.ClientSession, url: str, jpeg: bytes, count: int
-) -> None:
-    """Both sides answer the same top-1 once warm (same weights, same input)."""
-    for _ in range(count):
-        predict(jpeg)
-        await post(session, url, jpeg)
-    (local, _), remote = predict(jpeg), await post(session, url, jpeg)
-    if local["predictions"][0]["index"] != remote["predictions"][0]["index"]:
-        raise AssertionError(f"different answers: in-process {local}, HTTP {remote}")
-
-
-# -- report ------------------------------------------------------------------
-
-
-def report(local: list[Round], remote: list[Round]) -> None:
-    counts = sorted({r.latency.n for r in local + remote})
-    per_round = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    print(f"medians over {len(local)} rounds of {per_round} sequential requests per side:")
-    print_table(["side", "p50 ms", "p90 ms", "mean outside model call ms"], rows(local, remote))
-    paired = [r.latency.median - x.latency.median for r, x in zip(remote, local, strict=True)]
-    print(f"HTTP - in-process p50, median of per-round differences: {ms(median(paired))} ms")
-    overhead = (_median_p50(remote) - _median_p50(local)) * 1e3
-    verdict = _verdict(overhead)
-    low, high = min(paired) * 1e3, max(paired) * 1e3
-    if low <= TARGET_MS < high:
-        verdict += f" (but the rounds disagree: per-round differences {low:.2f} to {high:.2f} ms)"
-    print(f"target: HTTP p50 within {TARGET_MS:g} ms of in-process p50: {verdict}")
-    outside = _median_outside(local), _median_outside(remote)
-    if outside[0] is not None and outside[1] is not None:
-        extra = (outside[1] - outside[0]) * 1e3
-        print(f"steadier: time outside the model call, HTTP - in-process: {extra:.2f} ms")
-        print(f"target on that measure: {_verdict(extra)}")
-
-
-def _verdict(overhead_ms: float) -> str:
-    return "met" if overhead_ms <= TARGET_MS else "NOT met"
-
-
-def rows(local: list[Round], remote: list[Round]) -> list[list[str]]:
-    p50 = _median_p50(local), _median_p50(remote)
+def report(resize: int, local: list[Round], remote: list[Round]) -> None:
+    p50 = median([r.latency.median for r in local]), median([r.latency.median for r in remote])
     p90 = median([r.latency.p90 for r in local]), median([r.latency.p90 for r in remote])
-    outside = _median_outside(local), _median_outside(remote)
-    outside_diff = None
-    if outside[0] is not None and outside[1] is not None:
-        outside_diff = outside[1] - outside[0]
-    return [
-        ["in-process", ms(p50[0]), ms(p90[0]), _ms_or_na(outside[0])],
-        ["HTTP (autodep.serve)", ms(p50[1]), ms(p90[1]), _ms_or_na(outside[1])],
-        ["ratio HTTP/in-process", ratio(p50[1], p50[0]), ratio(p90[1], p90[0]), ""],
-        ["HTTP - in-process", ms(p50[1] - p50[0]), ms(p90[1] - p90[0]), _ms_or_na(outside_diff)],
+    outside = median([r.outside_model for r in local]), median([r.outside_model for r in remote])
+    print(f"resnet18 at {resize}x{resize}, medians over {len(local)} rounds:")
+    print_table(
+        ["side", "p50 ms", "p90 ms", "mean outside the model call ms"],
+        [
+            ["in-process (default environment)", ms(p50[0]), ms(p90[0]), ms(outside[0])],
+            ["HTTP (autodep.serve defaults)", ms(p50[1]), ms(p90[1]), ms(outside[1])],
+            [
+                "HTTP - in-process",
+                ms(p50[1] - p50[0]),
+                ms(p90[1] - p90[0]),
+                ms(outside[1] - outside[0]),
+            ],
+        ],
+    )
+    breakdown(remote)
+    paired = [r.latency.median - x.latency.median for r, x in zip(remote, local, strict=True)]
+    overhead = (p50[1] - p50[0]) * 1e3
+    print(
+        f"HTTP - in-process p50: {overhead:+.2f} ms (per-round differences "
+        f"{min(paired) * 1e3:+.2f} to {max(paired) * 1e3:+.2f} ms); target within "
+        f"{TARGET_MS:g} ms: {'met' if overhead <= TARGET_MS else 'NOT met'}"
+    )
+
+
+def breakdown(remote: list[Round]) -> None:
+    """Where an HTTP request's time goes, from the server's histograms (medians of rounds)."""
+    parts = {n: median([r.parts[n] for r in remote if r.parts]) for n in PARTS}
+    mean = median([r.mean for r in remote])
+    handler_rest = parts["request_duration"] - parts["queue_wait"] - parts["decode"]
+    handler_rest -= parts["compute"]
+    rows = [
+        ["decode in the worker", ms(parts["decode"])],
+        ["model call in the worker", ms(parts["compute"])],
+        ["queue wait", ms(parts["queue_wait"])],
+        ["rest of the handler: shm, socket round trip, encode, JSON", ms(handler_rest)],
+        [
+            "outside the handler: HTTP parse/write, loopback, client",
+            ms(mean - parts["request_duration"]),
+        ],
+        ["whole request (client's mean)", ms(mean)],
     ]
-
-
-def _median_p50(rounds: list[Round]) -> float:
-    return median([r.latency.median for r in rounds])
-
-
-def _median_outside(rounds: list[Round]) -> float | None:
-    values = [r.outside_model for r in rounds]
-    known = [v for v in values if v is not None]
-    return median(known) if len(known) == len(values) else None
-
-
-def _ms_or_na(seconds: float | None) -> str:
-    return "n/a" if seconds is None else ms(seconds)
-
-
-# -- main --------------------------------------------------------------------
-
-
-async def run(model: Path, jpeg: bytes, args: Any) -> tuple[list[Round], list[Round]]:
-    flags = ["--model", str(model), "--max-workers", "1", "--threads-per-worker", str(args.threads)]
-    server = ServerProcess("latency", flags, model.with_name("server.log"))
-    try:
-        url = await asyncio.get_running_loop().run_in_executor(None, server.url)
-        print(f"server at {url}")
-        predict = in_process(model, args.threads)
-        async with aiohttp.ClientSession() as session:
-            await warm_up(predict, session, url, jpeg, args.warmup)
-            return await measure(predict, session, url, jpeg, args)
-    finally:
-        code = server.stop()
-        print(f"server stopped with SIGTERM, exit code {code}")
+    print_table(["HTTP request, mean per part", "ms"], rows)
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], PARAMS)
     print_header("latency: one request at a time, HTTP vs in-process, resnet18", args.mode)
     jpeg = make_jpeg()
-    print(f"JPEG 224x224, {len(jpeg)} bytes; torch threads {args.threads} on both sides")
+    print(f"JPEG 224x224, {len(jpeg)} bytes; in-process: {baseline_environment()}")
     with tempfile.TemporaryDirectory(prefix="autodep-bench-") as tmp:
-        model = make_resnet18(Path(tmp))
-        local, remote = asyncio.run(run(model, jpeg, args))
-    report(local, remote)
+        directory = Path(tmp)
+        model = make_resnet18(directory)
+        for resize in (224, 64):
+            config = model_config(model, resize)
+            repository = write_repository(config, directory)
+            log = directory / f"server-{resize}.log"
+            flags = ["--config", str(repository), *SERVER_FLAGS]
+            with ServerProcess(f"latency-{resize}", flags, log) as server:
+                url = server.url()
+                local, remote = measure(InProcess(config), url, jpeg, args)
+            report(resize, local, remote)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from autodep.codecs.base import Payload
 from autodep.codecs.image import ImageDecoder
 from autodep.config import model_from_file
 from autodep.pool.handle import WorkerHandle
+from autodep.pool.items import Inferred
 from autodep.pool.launcher import (
     PRELOAD,
     ProcessLauncher,
@@ -130,7 +131,10 @@ async def one_start(launcher: TimedLauncher, spec: WorkerSpec, tensor: np.ndarra
         done = time.perf_counter()
     finally:
         await handle.stop()
-    check(result.outputs[0][0])
+    outcome = result.outcomes[0]
+    if not isinstance(outcome, Inferred):
+        raise AssertionError(f"the first request failed: {outcome}")
+    check(outcome.outputs[0])
     return Start(launcher.launched_at - began, ready - began, done - began, result.compute_s)
 
 
@@ -197,15 +201,9 @@ def report(results: dict[str, list[Start]], boot: Boot, warmup_calls: int) -> No
 
 def worker_spec(model_path: Path, threads: int) -> tuple[WorkerSpec, np.ndarray]:
     """The spec a pool would give a bare resnet18.pt, and one decoded request."""
-    decoder = ImageDecoder(model_from_file(model_path))
-    spec = WorkerSpec(
-        model="resnet18",
-        path=str(model_path),
-        input="image",
-        output="classification",
-        threads=threads,
-        example=decoder.example(),
-    )
+    config = model_from_file(model_path)
+    decoder = ImageDecoder(config)
+    spec = WorkerSpec.of(config, threads, decoder.example())
     tensor = decoder.decode(Payload(make_jpeg(), "image/jpeg")).tensors[0]
     return spec, tensor
 

@@ -28,17 +28,7 @@ from pathlib import Path
 import yaml
 
 from examples import classifier, detection, segmentation, text_model
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block-style YAML, except lists of numbers (``resize``, ``mean``, ``std``) on one line."""
-
-    def represent_list(self, data: list) -> yaml.SequenceNode:
-        flat = all(isinstance(item, int | float) for item in data)
-        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
-
-
-_Dumper.add_representer(list, _Dumper.represent_list)
+from examples.training import write_config
 
 # In the order of models.yaml.
 BUILDERS: dict[str, Callable[..., dict]] = {
@@ -86,7 +76,7 @@ def build_all(
                 entries[running.pop(future)] = future.result()
     rank = {name: i for i, name in enumerate(BUILDERS)}
     ordered = sorted(entries.values(), key=lambda entry: rank.get(entry["name"], len(rank)))
-    path.write_text(yaml.dump({"models": ordered}, Dumper=_Dumper, sort_keys=False))
+    write_config(path, ordered)
     print(f"wrote {path} ({len(ordered)} models) in {time.monotonic() - started:.0f}s")
     return ordered
 

@@ -2,11 +2,12 @@
 
 ``python -m examples.demo`` builds the ResNet-18, ``python -m examples.build`` both.
 
-The exported module takes what the server sends, an ImageNet-normalized float32 batch
-``[N, 3, 224, 224]``, and returns logits ``[N, len(SHAPES)]``.  Internally it first downsamples
-the batch (antialiased) to the resolution the ResNet was trained at: training at 224 would cost
-several times more CPU for no gain on these images.  The training images are drawn at twice
-that resolution (cheaper than at 224) and go through the same downsampling layer.
+The exported module is the plain torchvision ResNet: it takes an ImageNet-normalized float32
+batch ``[N, 3, R, R]`` at the resolution ``R`` it was trained at (48 pixels for the ResNet-18,
+64 for the ResNet-50) and returns logits ``[N, len(SHAPES)]``; the model's config entry has the
+server resize pictures to ``R`` (``preprocess.resize``).  Training at 224 would cost several
+times more CPU for no gain on these images.  The training images are drawn at twice that
+resolution and downsampled (antialiased, as the server's resize does) in training only.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Recipe:
 
 
 class Downscaled(torch.nn.Module):
-    """Resizes the input batch to ``resolution`` before running ``net``."""
+    """Resizes the input batch to ``resolution`` before running ``net`` (training only)."""
 
     def __init__(self, net: torch.nn.Module, resolution: int) -> None:
         super().__init__()
@@ -108,24 +109,36 @@ def build(out: Path, quick: bool = False, force: bool = False, name: str = "resn
 
     def trained() -> torch.nn.Module:
         print(f"[{name}] training {recipe}", flush=True)
-        return train(recipe)
+        return plain(train(recipe).net)
 
-    entry = image_entry(name, "classification", SERVE_SIZE)
+    entry = image_entry(name, "classification", recipe.resolution)
     return train_and_export(out, entry, trained, scores, force)
 
 
+def plain(net: torch.nn.Module) -> torch.nn.Module:
+    """The network in the default memory format, as torchvision makes it (it trained
+    channels-last)."""
+    return net.to(memory_format=torch.contiguous_format)
+
+
+def resolution_of(model_path: Path) -> int:
+    """The input size the exported classifier was trained at (its file stem names the recipe)."""
+    return RECIPES[model_path.stem].resolution
+
+
 def predict(model: torch.jit.ScriptModule, images: np.ndarray, batch: int = 50) -> np.ndarray:
-    """Class indices for ``uint8 [N, 224, 224, 3]`` images."""
+    """Class indices for ``uint8 [N, R, R, 3]`` images at the model's resolution."""
     with torch.inference_mode():
         logits = [model(to_tensor(images[i : i + batch])) for i in range(0, len(images), batch)]
     return torch.cat(logits).argmax(1).numpy()
 
 
 def evaluate(model_path: Path, n: int = 200, seed: int = EVAL_SEED) -> float:
-    """Accuracy of an exported classifier on ``n`` fresh 224x224 images."""
+    """Accuracy of an exported classifier on ``n`` fresh 224x224 images, resized as the
+    server resizes them."""
     rng = np.random.default_rng(seed)
     samples = [classification_sample(rng, SERVE_SIZE) for _ in range(n)]
-    images = resized([image for image, _ in samples], SERVE_SIZE)
+    images = resized([image for image, _ in samples], resolution_of(model_path))
     labels = np.array([label for _, label in samples])
     return float((predict(load(model_path), images) == labels).mean())
 
@@ -144,5 +157,5 @@ def simple_picture_accuracy(model_path: Path) -> float:
         for (width, height), colour, background in looks
     ]
     labels = np.repeat(np.arange(len(SHAPES)), len(looks))
-    predictions = predict(load(model_path), resized(pictures, SERVE_SIZE))
+    predictions = predict(load(model_path), resized(pictures, resolution_of(model_path)))
     return float((predictions == labels).mean())

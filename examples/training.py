@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from examples.shapes import SHAPES
@@ -227,6 +228,22 @@ def image_entry(
         },
         "workers": {"min": workers[0], "max": workers[1]},
     }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML, except lists of numbers (``resize``, ``mean``, ``std``) on one line."""
+
+    def represent_list(self, data: list) -> yaml.SequenceNode:
+        flat = all(isinstance(item, int | float) for item in data)
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_Dumper.add_representer(list, _Dumper.represent_list)
+
+
+def write_config(path: Path, entries: list[dict]) -> None:
+    """A model repository YAML of ``entries`` (paths relative to the file)."""
+    path.write_text(yaml.dump({"models": entries}, Dumper=_Dumper, sort_keys=False))
 
 
 def cli(build: Callable[..., dict], description: str, argv: Sequence[str] | None = None) -> None:

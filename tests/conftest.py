@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -19,6 +20,9 @@ from autodep import Autodep
 from tests import models
 
 RGB = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
+# Tests serve their models as given unless they test the optimizer (tests/test_optimize.py):
+# a search per fixture model would cost every test seconds. Subprocesses inherit it.
+os.environ.setdefault("AUTODEP_OPTIMIZE", "off")
 
 
 def image_bytes(color: str, fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
@@ -48,6 +52,20 @@ def broken_model(model_dir: Path) -> Path:
     path = model_dir / "broken.pt"
     path.write_text("this is not a TorchScript archive\n")
     return path
+
+
+@pytest.fixture
+def gated_model(tmp_path: Path) -> tuple[Path, models.Gate]:
+    """A `GatedColorNet` model file ("gated") and the gate that holds its requests."""
+    gate = models.Gate(tmp_path / "gate")
+    return models.save(models.GatedColorNet(str(gate.path)), tmp_path / "gated.pt"), gate
+
+
+@pytest.fixture
+def gated(gated_model: tuple[Path, models.Gate], serve: Any) -> Iterator[tuple[Path, models.Gate]]:
+    """`gated_model` for `serve`: it is torn down first, so the gate opens before shutdown."""
+    yield gated_model
+    gated_model[1].open()
 
 
 class Server:
@@ -122,13 +140,20 @@ def shm_entries() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    """Every test leaves no worker process and no shared-memory segment behind."""
+@contextlib.contextmanager
+def checked_for_leftovers() -> Iterator[None]:
+    """No worker process and no shared-memory segment made inside the block outlives it."""
     shm_before = shm_entries()
     yield
     assert worker_pids() == set(), "worker processes outlived the test"
     assert shm_entries() - shm_before == set(), "shared-memory segments outlived the test"
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Every test leaves no worker process and no shared-memory segment behind."""
+    with checked_for_leftovers():
+        yield
 
 
 def free_port() -> int:

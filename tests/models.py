@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import torch
@@ -30,6 +32,53 @@ class SlowColorNet(nn.Module):
         for _ in range(self.iterations):
             z = torch.tanh(z @ self.weight)
         return x.mean(dim=(2, 3)) * 10.0 + z.mean() * 0.0
+
+
+class GatedColorNet(nn.Module):
+    """ColorNet that holds every real request inside the model until the test opens a gate.
+
+    The gate is a 2-byte file that the model maps with `torch.from_file(shared=True)`:
+    on entering, the model adds one to byte 0 (so the test knows a request is
+    provably inside a worker), then spins until byte 1 is non-zero. Warm-up
+    inputs are all zeros and pass straight through, so workers still get ready.
+    """
+
+    def __init__(self, gate: str) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.abs().sum() > 0):
+            flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+            flags[0] += 1
+            while int(flags[1]) == 0:
+                pass
+        return x.mean(dim=(2, 3)) * 10.0
+
+
+class Gate:
+    """The test's side of a `GatedColorNet`: see who entered, let them through."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_bytes(b"\0\0")
+
+    @property
+    def entered(self) -> int:
+        return self.path.read_bytes()[0]
+
+    async def wait_entered(self, count: int = 1, timeout: float = 30.0) -> None:
+        """Until `count` requests have entered the model (a counter only the model moves)."""
+        deadline = time.monotonic() + timeout
+        while self.entered < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.entered} of {count} requests entered the model")
+            await asyncio.sleep(0.005)  # pacing the read of a counter
+
+    def open(self) -> None:
+        with self.path.open("r+b") as file:
+            file.seek(1)
+            file.write(b"\1")
 
 
 def save(module: nn.Module, path: Path, labels: tuple[str, ...] | None = COLORS) -> Path:
@@ -91,3 +140,31 @@ class KeywordClassifier(nn.Module):
 class Doubler(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2
+
+
+class TinyConvNet(nn.Module):
+    """A small convolutional classifier (random weights, fixed seed) that every backend takes."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=4, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * 5.0
+
+
+class ReversedColorNet(nn.Module):
+    """ColorNet with its classes in reverse order: a red image scores highest as class 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)).flip(1) * 10.0

@@ -35,31 +35,34 @@ async def test_scales_to_zero_when_idle_and_back_on_demand(serve, color_model):
     assert code == 200 and body["predictions"][0]["label"] == "red"
 
 
-async def test_a_burst_adds_a_worker_within_a_few_ticks(serve, slow_model):
+async def test_a_burst_adds_a_worker_within_a_few_ticks(serve, gated):
+    model, gate = gated
     server = await serve(
-        slow_model, min_workers=1, max_workers=2, max_batch_size=1, tick=0.2, idle_timeout=30
+        model, min_workers=1, max_workers=2, max_batch_size=1, tick=0.2, idle_timeout=30
     )
+    # The gate holds the first request in the model: the rest stay queued until it opens.
     burst = asyncio.gather(*(server.predict(image_bytes("green")) for _ in range(12)))
 
     async def scaled_up():
-        return (await model_status(server, "slow"))["desired_workers"] == 2
+        return (await model_status(server, "gated"))["desired_workers"] == 2
 
     await wait_for(scaled_up, timeout=10)
+    await gate.wait_entered(2)  # the second worker took a request too
+    gate.open()
     assert all(code == 200 for code, _, _ in await burst)
-    status = await model_status(server, "slow")
+    status = await model_status(server, "gated")
     assert len([w for w in status["workers"] if w["served"]]) == 2
     assert "traffic needs" in status["scaling"][0]["reason"]
     async with server.session.get(server.url + "/metrics") as response:
         text = await response.text()
-    assert 'autodep_desired_workers{model="slow"} 2.0' in text
-    assert 'autodep_scaling_events_total{direction="up",model="slow"} 1.0' in text
+    assert 'autodep_desired_workers{model="gated"} 2.0' in text
+    assert 'autodep_scaling_events_total{direction="up",model="gated"} 1.0' in text
 
 
-async def test_a_busy_model_takes_the_budget_an_idle_one_does_not_use(
-    serve, slow_model, color_model
-):
+async def test_a_busy_model_takes_the_budget_an_idle_one_does_not_use(serve, gated, color_model):
+    model, gate = gated
     server = await serve(
-        slow_model,
+        model,
         color_model,
         min_workers=0,
         max_workers=2,
@@ -69,14 +72,15 @@ async def test_a_busy_model_takes_the_budget_an_idle_one_does_not_use(
         idle_timeout=30,
     )
     burst = asyncio.gather(
-        *(server.predict(image_bytes("red"), "/predict/slow") for _ in range(12))
+        *(server.predict(image_bytes("red"), "/predict/gated") for _ in range(12))
     )
 
     async def busy_has_two():
-        return (await model_status(server, "slow"))["desired_workers"] == 2
+        return (await model_status(server, "gated"))["desired_workers"] == 2
 
     await wait_for(busy_has_two, timeout=10)
     assert (await model_status(server, "colors"))["desired_workers"] == 0
     code, _, _ = await server.predict(image_bytes("red"), "/predict/colors")
     assert code == 200  # a model with traffic always gets a worker, budget or not
-    await burst
+    gate.open()
+    assert all(code == 200 for code, _, _ in await burst)

@@ -44,10 +44,15 @@ class CliServer:
         self.process.kill()
         raise AssertionError("server did not start:\n" + "".join(self.log))
 
-    def request(self, path: str, body: bytes | None = None, ctype: str = "image/jpeg"):
-        request = urllib.request.Request(
-            self.url + path, data=body, headers={"Content-Type": ctype} if body else {}
-        )
+    def request(
+        self,
+        path: str,
+        body: bytes | None = None,
+        ctype: str = "image/jpeg",
+        headers: dict[str, str] | None = None,
+    ):
+        headers = {**({"Content-Type": ctype} if body else {}), **(headers or {})}
+        request = urllib.request.Request(self.url + path, data=body, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -92,22 +97,35 @@ def _proc(pid: int) -> psutil.Process | None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, slow_model, signum):
-    server = cli("--model", str(slow_model), "--max-workers", "1")
-    assert server.request("/predict", image_bytes("blue"))[1]["predictions"][0]["label"] == "blue"
-    pids = server.worker_pids()
+def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, gated_model, signum):
+    model, gate = gated_model
+    server = cli("--model", str(model), "--max-workers", "1", "--max-batch-size", "1")
     with ThreadPoolExecutor(4) as pool:
-        in_flight = [pool.submit(server.request, "/predict", image_bytes("red")) for _ in range(3)]
-        deadline = time.monotonic() + 30
-        while server.request("/status")[1]["models"]["slow"]["queue_depth"] < 2:
-            assert time.monotonic() < deadline, "requests never queued"
+        in_flight = [pool.submit(server.request, "/predict", image_bytes("red"))]
+        wait_until(lambda: gate.entered == 1)  # the first is inside the model: the rest queue
+        in_flight += [pool.submit(server.request, "/predict", image_bytes("blue")) for _ in "ab"]
+        wait_until(lambda: server.request("/status")[1]["models"]["gated"]["queue_depth"] == 2)
+        children = psutil.Process(server.process.pid).children(recursive=True)
+        assert len(children) >= 2  # the forkserver and the worker, at least
         server.process.send_signal(signum)
+        gate.open()
         answers = [f.result() for f in in_flight]
     assert [status for status, _ in answers] == [200, 200, 200]
+    assert [body["predictions"][0]["label"] for _, body in answers] == ["red", "blue", "blue"]
+    server.process.wait(60)
+    # At the moment the server has exited, nothing it started is left, not even as a zombie.
+    assert [p.pid for p in children if p.is_running()] == []
     code, log = server.finish()
     assert code == 0, log
     assert "stopped" in log
-    assert gone(pids)
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    """Poll a condition that, once true, stays true, failing after a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.01)  # pacing the probe
 
 
 def test_no_orphans_after_the_server_is_killed(cli, color_model):
@@ -127,12 +145,27 @@ def test_flags_come_from_environment_variables(cli, color_model):
     assert server.finish()[0] == 0
 
 
+def test_the_auth_token_comes_from_the_environment(cli, color_model):
+    server = cli("--model", str(color_model), env={"AUTODEP_AUTH_TOKEN": "from-env"})
+    status, body = server.request("/predict", image_bytes("green"))
+    assert status == 401 and "bearer token" in body["error"]
+    assert server.request("/v2/health/ready") == (200, {"ready": True})
+    status, body = server.request(
+        "/predict", image_bytes("green"), headers={"Authorization": "Bearer from-env"}
+    )
+    assert (status, body["predictions"][0]["label"]) == (200, "green")
+    server.process.send_signal(signal.SIGTERM)
+    code, log = server.finish()
+    assert code == 0 and "from-env" not in log
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
         ([], "nothing to serve"),
         (["--model", "/no/such/model.pt"], "no such file"),
         (["--model", "{color_model}", "--max-workers", "0"], "max_workers"),
+        (["--model", "{color_model}", "--model-control-mode", "on"], "not 'on'"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(color_model, args, words):
@@ -156,6 +189,28 @@ def test_a_broken_model_exits_non_zero(broken_model):
 
 
 def test_console_script_help():
-    result = subprocess.run(["autodep", "serve", "--help"], capture_output=True, text=True)
+    script = os.path.join(os.path.dirname(sys.executable), "autodep")  # installed beside python
+    result = subprocess.run([script, "serve", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--max-workers" in result.stdout
+
+
+def test_explicit_model_control_from_the_environment(cli, tmp_path, color_model):
+    repository = tmp_path / "models.yaml"
+    labels = color_model.with_name("colors.labels.txt")
+    repository.write_text(
+        f"models: [{{name: colors, path: {color_model}, labels: {labels}, workers: {{max: 1}}}}]\n"
+    )
+    server = cli("--config", str(repository), env={"AUTODEP_MODEL_CONTROL_MODE": "explicit"})
+    status, answer = server.request(
+        "/v2/repository/models/colors/unload", b"{}", "application/json"
+    )
+    assert status == 200 and answer[0]["state"] == "UNAVAILABLE"
+    assert server.request("/predict/colors", image_bytes("red"))[0] == 404
+    status, answer = server.request("/v2/repository/models/colors/load", b"", "application/json")
+    assert status == 200 and answer[-1]["state"] == "READY"  # from the repository YAML
+    status, body = server.request("/predict/colors", image_bytes("red"))
+    assert status == 200 and body["predictions"][0]["label"] == "red"
+    server.process.send_signal(signal.SIGINT)
+    code, _ = server.finish()
+    assert code == 0

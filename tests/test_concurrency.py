@@ -19,22 +19,31 @@ async def test_concurrent_predicts_with_status_calls_in_between(serve, slow_mode
         return status, body["predictions"][0]["label"]
 
     async def status_calls():
-        states = []
         for _ in range(20):
-            status, body = await server.get("/status")
+            status, _ = await server.get("/status")
             assert status == 200
-            states += [w["state"] for w in body["models"]["slow"]["workers"]]
             await asyncio.sleep(0.01)  # pacing the probe, not waiting for a state
-        return states
 
     predictions = asyncio.gather(*(one(c) for c in colors))
-    states, results = await asyncio.gather(status_calls(), predictions)
+    _, results = await asyncio.gather(status_calls(), predictions)
     assert results == [(200, c) for c in colors]
-    assert "busy" in states  # /status answered while inference was running
     async with server.session.get(server.url + "/metrics") as response:
         metrics = await response.text()
     # Every request went to a worker exactly once (a retry or a duplicate would add).
     assert 'autodep_batch_size_sum{model="slow"} 60.0' in metrics
+
+
+async def test_status_answers_while_a_request_is_inside_the_model(serve, gated):
+    model, gate = gated
+    server = await serve(model, max_workers=1)
+    request = asyncio.ensure_future(server.predict(image_bytes("green")))
+    await gate.wait_entered(1)
+    status, body = await server.get("/status")
+    assert status == 200
+    assert [w["state"] for w in body["models"]["gated"]["workers"]] == ["busy"]
+    gate.open()
+    status, body, _ = await request
+    assert (status, body["predictions"][0]["label"]) == (200, "green")
 
 
 async def test_two_requests_at_once_do_not_deadlock(serve, color_model):

@@ -48,6 +48,15 @@ models:
     ("text", "words"),
     [
         ("models: [{name: a, path: x.pt, outptu: raw}]", "model 'a': outptu: Extra inputs"),
+        (
+            "models: [{name: a, path: m.pt, output: clasification}]",
+            "model 'a': output: Input should be 'classification', 'segmentation', 'detection' "
+            "or 'raw', not 'clasification'",
+        ),
+        ("models: [{name: a, path: m.pt, max_queue: 0}]", "max_queue: Input should be greater"),
+        ("models: [{name: a, path: m.pt, max_queue: 0}]", "or equal to 1, not 0"),
+        ("models: [{name: a, path: m.pt, workers: {max: lots}}]", "workers.max: "),
+        ("models: [{name: a, path: m.pt, workers: {max: lots}}]", "not 'lots'"),
         ("models: [{name: a, path: missing.pt}]", "model 'a': path: no such file"),
         ("models: [{name: a, path: m.pt, input: text}]", "needs `tokenizer`"),
         ("models: [{name: a, path: m.pt, workers: {min: 3, max: 1}}]", "workers.min"),

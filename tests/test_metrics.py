@@ -7,6 +7,7 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import image_bytes
+from tests.test_pool import wait_for
 
 
 async def scrape(server) -> dict[tuple[str, tuple], float]:
@@ -21,27 +22,39 @@ async def scrape(server) -> dict[tuple[str, tuple], float]:
     }
 
 
-async def test_counts_move_with_requests(serve, slow_model):
-    server = await serve(slow_model, max_workers=1, max_batch_size=8)
+async def test_counts_move_with_requests(serve, gated):
+    model_path, gate = gated
+    server = await serve(model_path, max_workers=1, max_batch_size=8)
     before = await scrape(server)
-    assert before[("autodep_workers", (("model", "slow"), ("state", "idle")))] == 1
-    assert before[("autodep_queue_depth", (("model", "slow"),))] == 0
+    assert before[("autodep_workers", (("model", "gated"), ("state", "idle")))] == 1
+    assert before[("autodep_queue_depth", (("model", "gated"),))] == 0
 
-    results = await asyncio.gather(*(server.predict(image_bytes("red")) for _ in range(6)))
+    # One request inside the model holds the worker; five more queue behind it.
+    first = asyncio.ensure_future(server.predict(image_bytes("red")))
+    await gate.wait_entered(1)
+    rest = [asyncio.ensure_future(server.predict(image_bytes("red"))) for _ in range(5)]
+
+    async def queued():
+        return (await scrape(server))[("autodep_queue_depth", (("model", "gated"),))] == 5
+
+    await wait_for(queued)
+    gate.open()
+    results = await asyncio.gather(first, *rest)
     assert all(status == 200 for status, _, _ in results)
-    await server.predict(b"junk")  # a 400
+    await server.predict(b"junk")  # a 400, found by the worker that decodes it
 
     after = await scrape(server)
-    ok = ("autodep_requests_total", (("code", "200"), ("model", "slow")))
-    bad = ("autodep_requests_total", (("code", "400"), ("model", "slow")))
+    ok = ("autodep_requests_total", (("code", "200"), ("model", "gated")))
+    bad = ("autodep_requests_total", (("code", "400"), ("model", "gated")))
     assert after[ok] - before.get(ok, 0) == 6
     assert after[bad] - before.get(bad, 0) == 1
-    model = (("model", "slow"),)
+    model = (("model", "gated"),)
     assert after[("autodep_request_duration_seconds_count", model)] == 7
-    assert after[("autodep_queue_wait_seconds_count", model)] == 6
+    assert after[("autodep_queue_wait_seconds_count", model)] == 7
     batches = after[("autodep_batch_size_count", model)]
     assert after[("autodep_compute_seconds_count", model)] == batches
-    assert after[("autodep_batch_size_sum", model)] == 6
-    assert batches < 6  # requests that queued behind a busy worker were batched
+    assert after[("autodep_decode_seconds_count", model)] == batches
+    assert after[("autodep_batch_size_sum", model)] == 7
+    assert batches == 3  # the first, the five that queued behind it as one batch, the junk
     assert after[("autodep_worker_restarts_total", model)] == 0
     assert after[("autodep_worker_startup_seconds_count", model)] == 1

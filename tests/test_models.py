@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from autodep import Autodep
+from autodep.config import load_repository
 from examples import shapes, text_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,9 +123,14 @@ async def test_classifiers_recognise_a_users_picture(ask, name):
     assert right >= 2
 
 
-async def test_the_demo_model_is_served_alone_from_its_file(serve, repository):
-    """What `make serve` does: `--model resnet18.pt`, labels from the file beside it."""
-    server = await serve(repository.parent / "resnet18.pt", max_workers=1)
+async def test_the_demo_model_is_served_alone_from_its_config(serve, repository):
+    """What `make serve` does: `--config demo.yaml`, which `examples.demo` writes (here beside
+    the built model, which it reuses) to resize pictures to the 48 pixels the model takes."""
+    build = repository.parent
+    subprocess.run(
+        [sys.executable, "-m", "examples.demo", "--out", str(build)], check=True, timeout=120
+    )
+    server = await serve(config=Autodep(repository=build / "demo.yaml", max_workers=1).config)
     rng = np.random.default_rng(987)
     right = 0
     for image, label in [shapes.classification_sample(rng) for _ in range(10)]:
@@ -139,8 +145,9 @@ async def test_the_torch_export_program_answers_like_the_torchscript(serve, repo
     """The build also writes `.pt2` programs of the models that export; both serve alike."""
     build = repository.parent
     assert {path.stem for path in build.glob("*.pt2")} == {"resnet18", "resnet50", "deeplabv3"}
-    scripted = await serve(build / "resnet18.pt", max_workers=1)
-    exported = await serve(build / "resnet18.pt2", max_workers=1)
+    entry = next(m for m in load_repository(repository) if m.name == "resnet18")
+    scripted = await serve(entry, max_workers=1)
+    exported = await serve(entry.model_copy(update={"path": build / "resnet18.pt2"}), max_workers=1)
     rng = np.random.default_rng(988)
     for image, _ in [shapes.classification_sample(rng) for _ in range(3)]:
         answers = [(await server.predict(encoded(image)))[1] for server in (scripted, exported)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from autodep import Autodep
 from autodep.errors import WorkerStartError
-from tests.conftest import image_bytes
+from tests.conftest import RGB, image_bytes
 
 
 async def wait_for(predicate, timeout=20.0):
@@ -64,23 +65,73 @@ async def test_scales_up_under_load_then_stops_idle_workers(serve, slow_model):
     await wait_for(back_to_minimum)
 
 
-async def test_a_killed_worker_is_replaced_and_its_request_retried(serve, slow_model):
-    server = await serve(slow_model, min_workers=1, max_workers=1)
+async def test_a_killed_worker_is_replaced_and_its_request_retried(serve, gated):
+    model, gate = gated
+    server = await serve(model, min_workers=1, max_workers=1)
     request = asyncio.ensure_future(server.predict(image_bytes("blue")))
-
-    async def busy_worker():
-        found = [w for w in await workers(server, "slow") if w["state"] == "busy"]
-        return found[0] if found else None
-
-    victim = await wait_for(busy_worker)
+    await gate.wait_entered(1)  # the request is inside the only worker's model
+    [victim] = await workers(server, "gated")
+    assert victim["state"] == "busy"
     os.kill(victim["pid"], signal.SIGKILL)
+    gate.open()
     status, body, _ = await request
     assert status == 200
     assert body["predictions"][0]["label"] == "blue"
+    assert gate.entered == 2  # it ran again, in the replacement
     _, state = await server.get("/status")
-    model = state["models"]["slow"]
-    assert model["restarts"] == 1
-    assert [w["pid"] for w in model["workers"]] != [victim["pid"]]
+    model_status = state["models"]["gated"]
+    assert model_status["restarts"] == 1
+    assert [w["pid"] for w in model_status["workers"]] != [victim["pid"]]
+
+
+KILLS = 5  # deaths under load, at least
+MAX_KILLS = 15  # ... until one of them has hit a running batch
+
+
+async def test_workers_killed_under_load_lose_no_request(serve, slow_model, caplog):
+    caplog.set_level(logging.INFO, logger="autodep")
+    server = await serve(slow_model, min_workers=2, max_workers=2, max_batch_size=4)
+    pool = server.service.models["slow"].pool
+    images = {color: image_bytes(color) for color in RGB}
+    answers: list[tuple[int, bool]] = []
+    done = asyncio.Event()
+
+    async def client(color: str) -> None:  # closed loop: the next request when one is answered
+        while not done.is_set():
+            status, body, _ = await server.predict(images[color])
+            answers.append((status, status == 200 and body["predictions"][0]["label"] == color))
+
+    clients = [asyncio.ensure_future(client(color)) for color in [*RGB, *RGB, "red", "blue"]]
+    killed: list[int] = []
+
+    async def recovered():
+        """Each death replaced and seen, no retried request pending, traffic flowing."""
+        ready = [w for w in pool.workers if w.state.value in ("idle", "busy")]
+        settled = len(pool.workers) == 2 and len(ready) == 2 and pool.retrying == 0
+        if settled and pool.restarts == len(killed) and len(answers) >= mark + 8:
+            return ready
+        return None
+
+    while len(killed) < KILLS or (pool.retried == 0 and len(killed) < MAX_KILLS):
+        mark = len(answers)
+        ready = await wait_for(recovered, timeout=30)
+        victim = max(ready, key=lambda w: w.state.value == "busy")  # a busy one if there is
+        os.kill(victim.pid, signal.SIGKILL)
+        killed.append(victim.pid)
+    mark = len(answers)
+    await wait_for(recovered, timeout=30)
+    done.set()
+    await asyncio.gather(*clients)
+
+    assert pool.retried > 0, "no kill hit a running batch"
+    assert [status for status, _ in answers if status != 200] == []
+    assert all(right for _, right in answers)
+    assert pool.restarts == len(killed)
+    assert sorted(w.state.value for w in pool.workers) == ["idle", "idle"]
+    assert not {w.pid for w in pool.workers} & set(killed)
+    # Exactly one replacement per death: two workers at start, one more per kill.
+    assert pool.started == 2 + len(killed)
+    assert "scaling down" not in caplog.text
 
 
 async def test_a_model_that_fails_to_load_is_reported(broken_model):
@@ -109,18 +160,22 @@ async def test_a_slow_request_times_out_with_504(serve, slow_model):
     assert "did not answer" in body["error"]
 
 
-async def test_shutdown_finishes_queued_work_and_refuses_new(serve, slow_model):
-    server = await serve(slow_model, max_workers=1, max_batch_size=1)
-    running = [asyncio.ensure_future(server.predict(image_bytes("red"))) for _ in range(3)]
+async def test_shutdown_finishes_queued_work_and_refuses_new(serve, gated):
+    model, gate = gated
+    server = await serve(model, max_workers=1, max_batch_size=1)
+    running = [asyncio.ensure_future(server.predict(image_bytes("red")))]
+    await gate.wait_entered(1)
+    running += [asyncio.ensure_future(server.predict(image_bytes("red"))) for _ in range(2)]
 
-    async def queued():
+    async def queued():  # they stay queued: the gate holds the one running
         _, body = await server.get("/status")
-        return body["models"]["slow"]["queue_depth"] >= 1
+        return body["models"]["gated"]["queue_depth"] == 2
 
     await wait_for(queued)
     shutdown = asyncio.ensure_future(server.service.shutdown())
     status, _, headers = await server.predict(image_bytes("red"))
     assert status == 503 and "Retry-After" in headers
+    gate.open()
     assert [r[0] for r in await asyncio.gather(*running)] == [200, 200, 200]
     await shutdown
     ready, _ = await server.get("/v2/health/ready")

@@ -20,10 +20,10 @@ DEFAULT_SERVICE_S = 0.05  # seconds per request assumed until a model has run a 
 
 class Autoscaler:
     def __init__(self, pools: Mapping[str, ModelPool], budget: int, tick_s: float) -> None:
-        self._pools = pools
+        self._pools = pools  # read at every tick: its owner may add and remove pools
         self.budget = budget
         self.tick_s = tick_s
-        self._windows: dict[str, deque[Observation]] = {name: deque() for name in pools}
+        self._windows: dict[str, deque[Observation]] = {}
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0.0
@@ -50,9 +50,11 @@ class Autoscaler:
         """One tick: the pools get their share of the budget."""
         decisions: dict[str, Decision] = {}
         claims: dict[str, Claim] = {}
+        for gone in self._windows.keys() - self._pools.keys():
+            del self._windows[gone]
         for name, pool in self._pools.items():
             settings = pool.settings.autoscale
-            window = self._windows[name]
+            window = self._windows.setdefault(name, deque())
             window.append(pool.observe())
             while window[-1].t - window[0].t > settings.downscale_window_s:
                 window.popleft()

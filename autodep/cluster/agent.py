@@ -12,10 +12,10 @@ its model workers, which Ray does not schedule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-import numpy as np
 import ray
 from aiohttp import web
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -25,6 +25,8 @@ from autodep.cluster.router import ClusterService
 from autodep.config import ServerConfig
 from autodep.errors import AutodepError
 from autodep.http.app import build_app
+from autodep.pool.items import Inferred, Item
+from autodep.pool.launcher import stop_helpers
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +60,10 @@ class NodeAgent:
             raise RuntimeError("the agent has not started")
         return self.service
 
-    async def predict(self, data: bytes | str, **kwargs: Any) -> dict[str, Any] | Failure:
+    async def infer(self, model: str, item: Item) -> Inferred | Failure:
         """A request another node forwarded: served here, never forwarded again."""
         try:
-            return await self._service().predict_here(data, **kwargs)
-        except AutodepError as exc:
-            return Failure.of(exc)
-
-    async def infer(self, model: str, tensors: list[np.ndarray]) -> list[np.ndarray] | Failure:
-        try:
-            return await self._service().infer_here(model, tensors)
+            return await self._service().infer_here(model, item)
         except AutodepError as exc:
             return Failure.of(exc)
 
@@ -83,6 +79,8 @@ class NodeAgent:
             await self.service.shutdown(grace_period)
         if self._runner is not None:
             await self._runner.cleanup()
+        # The forkserver and resource tracker: gone before the actor is (no leftovers).
+        await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
 
 
 def spawn(config: ServerConfig, node: str) -> Any:

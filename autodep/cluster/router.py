@@ -4,44 +4,41 @@ The HTTP layer calls it exactly as it calls `Service`. A request is served on
 this node when one of its workers can take it now (an idle worker, or a queue
 shorter than a batch per ready worker); otherwise it goes to the node with the
 least outstanding work per ready worker for that model, counting the requests
-this node has sent there since the controller's last view. /predict forwards
-the payload bytes (a JPEG, not its decoded tensor), the V2 route the tensors
-it already has, both as one Ray actor call to the other node's agent, which
-serves it there and never forwards it again. When no node has a ready worker
-(scale-to-zero), the request goes where a worker can be cold-started: here if
-this node may run the model and has a free CPU, else the eligible node with the
-most free CPUs. A call to a node that died fails with a Ray error; the request
+this node has sent there since the controller's last view. The request goes
+as its `Item` — for /predict the payload bytes (a JPEG, not its decoded
+tensor; the worker decodes it), for the V2 route the tensors it has — in one
+Ray actor call to the other node's agent, which serves it there and never
+forwards it again; the answer's tensors come back and are encoded here. When
+no node has a ready worker (scale-to-zero), the request goes where a worker can
+be cold-started: here if this node may run the model and has a free CPU, else
+the eligible node with the most free CPUs. A call to a node that died fails with a Ray error; the request
 is then retried on another node, and the node is avoided until the next view
 (by then the controller has usually dropped it).
 
-    request ─► ClusterService.predict ─┬─► here: Service.predict (shared memory, sockets)
-                                       └─► agent(node).predict.remote(bytes)
-                                              └─► Service.predict on that node
+    request ─► Service.predict ─► ClusterService.infer ─┬─► here: the pool (memfd, socket)
+                                                        └─► agent(node).infer.remote(item)
+                                                               └─► that node's pool
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
-import numpy as np
 from ray.exceptions import RayActorError
 
 from autodep.cluster.messages import ClusterView, Failure, ModelReport, NodeReport
-from autodep.errors import RequestTimeout, Unavailable
+from autodep.errors import RequestTimeout, ShuttingDown, Unavailable
 from autodep.pool.handle import WorkerState
+from autodep.pool.items import Inferred, Item
 from autodep.service import ServedModel, Service
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Set while a request runs on this node's pool: its infer() must not route again.
-_HERE: contextvars.ContextVar[bool] = contextvars.ContextVar("autodep_served_here", default=False)
 
 
 class NodeLost(Exception):
@@ -59,53 +56,27 @@ class ClusterService(Service):
 
     # -- requests ------------------------------------------------------------
 
-    async def predict(
-        self,
-        data: bytes | str,
-        *,
-        model: str | None = None,
-        content_type: str | None = None,
-        top_n: int = 5,
-        threshold: float = 0.5,
-    ) -> dict[str, Any]:
-        name = self.model(model).config.name
-        kwargs = {"content_type": content_type, "top_n": top_n, "threshold": threshold}
+    def admit(self, served: ServedModel) -> None:
+        """Refuse only when this front end is shutting down: a full local queue forwards."""
+        if not self._accepting:
+            raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
 
-        async def here() -> dict[str, Any]:
-            return await self.predict_here(data, model=name, **kwargs)
-
-        def there(agent: Any) -> Any:
-            return agent.predict.remote(data, model=name, **kwargs)
-
-        return await self._route(name, here, there)
-
-    async def infer(self, served: ServedModel, tensors: list[np.ndarray]) -> list[np.ndarray]:
-        if _HERE.get():
-            return await super().infer(served, tensors)
+    async def infer(self, served: ServedModel, item: Item) -> Inferred:
+        """One request, here or on another node: a payload travels as its bytes."""
         name = served.config.name
+        serve_here = super().infer
 
-        async def here() -> list[np.ndarray]:
-            return await self.infer_here(name, tensors)
+        async def here() -> Inferred:
+            return await serve_here(served, item)
 
         def there(agent: Any) -> Any:
-            return agent.infer.remote(name, tensors)
+            return agent.infer.remote(name, item)
 
         return await self._route(name, here, there)
 
-    async def predict_here(self, data: bytes | str, **kwargs: Any) -> dict[str, Any]:
+    async def infer_here(self, model: str, item: Item) -> Inferred:
         """Serve on this node's pool, without routing (a forwarded request lands here)."""
-        token = _HERE.set(True)
-        try:
-            return await super().predict(data, **kwargs)
-        finally:
-            _HERE.reset(token)
-
-    async def infer_here(self, model: str, tensors: list[np.ndarray]) -> list[np.ndarray]:
-        token = _HERE.set(True)
-        try:
-            return await super().infer(self.model(model), tensors)
-        finally:
-            _HERE.reset(token)
+        return await super().infer(self.model(model), item)
 
     async def _route(
         self, model: str, here: Callable[[], Awaitable[T]], there: Callable[[Any], Any]

@@ -41,13 +41,21 @@ class Options:
     threshold: float = 0.5
 
 
+Meta = dict[str, Any]  # what a decoder learns that the encoder needs, e.g. the image size
+
+
 @dataclass
 class Decoded:
     tensors: list[np.ndarray]
-    meta: dict[str, Any] = field(default_factory=dict)  # e.g. the original image size
+    meta: Meta = field(default_factory=dict)
 
 
 class Decoder(Protocol):
+    """Payload -> model input tensors; runs in the worker process that runs the model."""
+
+    def check(self, payload: Payload) -> None:
+        """Refuse a payload of the wrong kind (415) before it is queued: cheap, no decoding."""
+
     def decode(self, payload: Payload) -> Decoded: ...
 
     def example(self) -> tuple[tuple[tuple[int, ...], str], ...]:
@@ -57,9 +65,7 @@ class Decoder(Protocol):
 class Encoder(Protocol):
     runs_inline: bool  # cheap enough (well under a millisecond) for the event loop
 
-    def encode(
-        self, outputs: list[np.ndarray], decoded: Decoded, options: Options
-    ) -> dict[str, Any]: ...
+    def encode(self, outputs: list[np.ndarray], meta: Meta, options: Options) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def parse_json(data: bytes, what: str) -> Any:
     """``data`` as JSON, or a 400 saying the ``what`` is not JSON."""
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: too deep
         raise InvalidInput(f"invalid JSON {what}: {exc}") from None
 
 

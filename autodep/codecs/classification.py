@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from autodep.codecs.base import Decoded, Options
+from autodep.codecs.base import Meta, Options
 from autodep.config import ModelConfig
 
 
@@ -16,9 +16,7 @@ class ClassificationEncoder:
     def __init__(self, model: ModelConfig) -> None:
         self.labels = model.label_names()
 
-    def encode(
-        self, outputs: list[np.ndarray], decoded: Decoded, options: Options
-    ) -> dict[str, Any]:
+    def encode(self, outputs: list[np.ndarray], meta: Meta, options: Options) -> dict[str, Any]:
         probs = outputs[0].reshape(-1)  # softmax already applied in the worker
         n = min(options.top_n, probs.size)
         best = np.argpartition(-probs, n - 1)[:n]

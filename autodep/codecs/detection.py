@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from autodep.codecs.base import Decoded, Options
+from autodep.codecs.base import Meta, Options
 from autodep.config import ModelConfig
 
 
@@ -17,13 +17,11 @@ class DetectionEncoder:
         self.labels = model.label_names()
         self.input_size = model.preprocess.resize  # (height, width) the model saw, or None
 
-    def encode(
-        self, outputs: list[np.ndarray], decoded: Decoded, options: Options
-    ) -> dict[str, Any]:
+    def encode(self, outputs: list[np.ndarray], meta: Meta, options: Options) -> dict[str, Any]:
         boxes, labels, scores = outputs
         keep = np.flatnonzero(scores >= options.threshold)
         keep = keep[np.argsort(-scores[keep], kind="stable")]
-        boxes = boxes[keep] * self._scale(decoded)
+        boxes = boxes[keep] * self._scale(meta)
         return {
             "detections": [
                 {
@@ -35,11 +33,11 @@ class DetectionEncoder:
             ]
         }
 
-    def _scale(self, decoded: Decoded) -> np.ndarray:
+    def _scale(self, meta: Meta) -> np.ndarray:
         """Factors from the model's input coordinates back to the original image's."""
-        if self.input_size is None or "size" not in decoded.meta:
+        if self.input_size is None or "size" not in meta:
             return np.ones(4, np.float32)
-        width, height = decoded.meta["size"]
+        width, height = meta["size"]
         sx, sy = width / self.input_size[1], height / self.input_size[0]
         return np.array([sx, sy, sx, sy], np.float32)
 

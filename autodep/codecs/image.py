@@ -34,7 +34,7 @@ class ImageDecoder:
         self._shift = -mean / std
         self.channels = channels
 
-    def decode(self, payload: Payload) -> Decoded:
+    def check(self, payload: Payload) -> None:
         if isinstance(payload.data, str):
             raise UnsupportedMediaType("this model takes an image; send the image file's bytes")
         if payload.content_type not in IMAGE_TYPES | SNIFFED_TYPES:
@@ -42,6 +42,10 @@ class ImageDecoder:
                 f"unsupported content type {payload.content_type!r} for an image model; "
                 "send image/jpeg, image/png, image/webp or image/bmp, or a multipart file"
             )
+
+    def decode(self, payload: Payload) -> Decoded:
+        self.check(payload)
+        assert isinstance(payload.data, bytes)
         image, original = _open(payload.data, self.size)
         image = image.convert("L" if self.color == "L" else "RGB")
         if self.size is not None:

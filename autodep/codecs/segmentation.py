@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from autodep.codecs.base import Decoded, Options
+from autodep.codecs.base import Meta, Options
 from autodep.config import ModelConfig
 
 
@@ -19,11 +19,9 @@ class SegmentationEncoder:
     def __init__(self, model: ModelConfig) -> None:
         self.labels = model.label_names()
 
-    def encode(
-        self, outputs: list[np.ndarray], decoded: Decoded, options: Options
-    ) -> dict[str, Any]:
+    def encode(self, outputs: list[np.ndarray], meta: Meta, options: Options) -> dict[str, Any]:
         mask = Image.fromarray(outputs[0].astype(np.uint8), mode="L")
-        size = decoded.meta.get("size", mask.size)
+        size = tuple(meta.get("size", mask.size))
         if mask.size != size:
             mask = mask.resize(size, Image.Resampling.NEAREST)
         counts = np.bincount(np.asarray(mask).reshape(-1), minlength=len(self.labels))

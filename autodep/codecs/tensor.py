@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from autodep.codecs.base import Decoded, Options, Payload
+from autodep.codecs.base import Decoded, Meta, Options, Payload
 from autodep.config import ModelConfig
 from autodep.errors import InvalidInput, UnsupportedMediaType
 
@@ -18,11 +18,15 @@ class NpyDecoder:
     def __init__(self, model: ModelConfig) -> None:
         self.shape = model.input_shape
 
-    def decode(self, payload: Payload) -> Decoded:
+    def check(self, payload: Payload) -> None:
         if isinstance(payload.data, str) or payload.content_type not in NPY_TYPES:
             raise UnsupportedMediaType(
                 "this model takes a tensor; send a .npy file as application/x-npy"
             )
+
+    def decode(self, payload: Payload) -> Decoded:
+        self.check(payload)
+        assert isinstance(payload.data, bytes)
         try:
             array = np.load(io.BytesIO(payload.data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
@@ -43,9 +47,7 @@ class RawEncoder:
     def __init__(self, model: ModelConfig) -> None:
         pass
 
-    def encode(
-        self, outputs: list[np.ndarray], decoded: Decoded, options: Options
-    ) -> dict[str, Any]:
+    def encode(self, outputs: list[np.ndarray], meta: Meta, options: Options) -> dict[str, Any]:
         tensor = outputs[0]
         return {
             "output": {

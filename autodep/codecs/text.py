@@ -23,11 +23,15 @@ class TextDecoder:
             length=self.length, pad_id=1 if pad_id is None else pad_id, pad_token="<pad>"
         )
 
-    def decode(self, payload: Payload) -> Decoded:
+    def check(self, payload: Payload) -> None:
         if not isinstance(payload.data, str):
             raise UnsupportedMediaType(
                 'this model takes text; send text/plain or a JSON body {"text": "..."}'
             )
+
+    def decode(self, payload: Payload) -> Decoded:
+        self.check(payload)
+        assert isinstance(payload.data, str)
         text = payload.data
         if not text.strip():
             raise InvalidInput("the text is empty")

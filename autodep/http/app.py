@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from autodep.http import health, predict, v2
+from autodep.http import health, page, predict, repository, v2
+from autodep.http.auth import require_token
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
 from autodep.http.metrics import count_requests, metrics
@@ -16,14 +18,17 @@ if TYPE_CHECKING:
 
 
 def build_app(service: Service) -> web.Application:
-    app = web.Application(
-        client_max_size=service.config.max_body,
-        # The counter sits outside the error middleware, so it sees every final status.
-        middlewares=[count_requests, json_errors],
-    )
+    # The counter sits outside the error middleware, so it sees every final status.
+    middlewares: list[Middleware] = [count_requests, json_errors]
+    token = service.config.auth_token
+    if token is not None:
+        middlewares.append(require_token(token.get_secret_value()))
+    middlewares.append(repository.hold_versions)
+    app = web.Application(client_max_size=service.config.max_body, middlewares=middlewares)
     app[SERVICE] = service
     app.add_routes(
         [
+            web.get("/", page.page),
             web.post("/predict", predict.predict),
             web.post("/predict/{model}", predict.predict),
             web.get("/status", health.status),
@@ -31,6 +36,7 @@ def build_app(service: Service) -> web.Application:
             web.get("/v2/health/ready", health.ready),
             web.get("/metrics", metrics),
             *v2.routes(),
+            *repository.routes(),
         ]
     )
     return app

@@ -30,6 +30,5 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
     if name is None and len(service.models) == 1:
         name = next(iter(service.models))
     model = name if name in service.models else "unknown"  # bounded label values
-    service.metrics.requests.labels(model, str(response.status)).inc()
-    service.metrics.request_seconds.labels(model).observe(time.monotonic() - began)
+    service.metrics.observe_request(model, response.status, time.monotonic() - began)
     return response

@@ -16,6 +16,7 @@ async def predict(request: web.Request) -> web.Response:
     served = service.model(request.match_info.get("model"))  # 404 before reading the body
     top_n = _query_number(request, "top_n", int, 5)
     threshold = _query_number(request, "threshold", float, 0.5)
+    service.admit(served)  # 503 before reading the body: a refusal costs next to nothing
     payload = await read_payload(request, service.config.max_body)
     result = await service.predict(
         payload.data,
@@ -44,15 +45,20 @@ async def read_payload(request: web.Request, limit: int) -> Payload:
 
 
 async def _multipart(request: web.Request, limit: int) -> Payload:
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue  # a nested multipart: not an input
-        data = await _read_part(part, limit)
-        part_type = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if part.filename is None and part_type in ("", "text/plain"):
-            return Payload.of(data, "text/plain")  # a form field: text
-        return Payload.of(data, part_type)
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue  # a nested multipart: not an input
+            data = await _read_part(part, limit)
+            part_type = part.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if part.filename is None and part_type in ("", "text/plain"):
+                return Payload.of(data, "text/plain")  # a form field: text
+            return Payload.of(data, part_type)
+    except ValueError as exc:  # aiohttp's parser: no boundary, a malformed part
+        raise InvalidInput(
+            f"malformed multipart body ({exc}); send the input as e.g. -F image=@cat.jpg"
+        ) from None
     raise InvalidInput("the multipart body has no part; send the input as e.g. -F image=@cat.jpg")
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from autodep.errors import InvalidInput
 from autodep.http.errors import error_response
 from autodep.http.keys import SERVICE
 from autodep.protocol import v2
+
+if TYPE_CHECKING:
+    from autodep.service import ServedModel
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -16,13 +21,22 @@ async def server_metadata(request: web.Request) -> web.Response:
     return web.json_response(v2.server_metadata())
 
 
+def _served(request: web.Request) -> ServedModel:
+    """The route's model: a version by number on the /versions/{v}/ routes, else the newest."""
+    version = request.match_info.get("version")
+    if version is not None and not version.isdigit():
+        raise InvalidInput(f"model version must be a whole number, not {version!r}")
+    number = None if version is None else int(version)
+    return request.app[SERVICE].model(request.match_info["model"], version=number)
+
+
 async def model_metadata(request: web.Request) -> web.Response:
-    served = request.app[SERVICE].model(request.match_info["model"])
+    served = _served(request)
     return web.json_response(v2.model_metadata(served))
 
 
 async def model_ready(request: web.Request) -> web.Response:
-    served = request.app[SERVICE].model(request.match_info["model"])
+    served = _served(request)
     if served.pool.ready:
         return web.json_response({"name": served.config.name, "ready": True})
     return error_response(503, f"model {served.config.name!r} is not ready")
@@ -30,7 +44,8 @@ async def model_ready(request: web.Request) -> web.Response:
 
 async def infer(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    served = service.model(request.match_info["model"])
+    served = _served(request)
+    service.admit(served)  # 503 before reading the body
     body = await request.read()
     header_length = request.headers.get(HEADER_LENGTH)
     try:

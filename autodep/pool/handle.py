@@ -16,12 +16,12 @@ import enum
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from autodep.errors import WorkerError, WorkerStartError
-from autodep.pool import messages
+from autodep.errors import AutodepError, WorkerError, WorkerStartError, error_for_status
+from autodep.pool import items, messages
+from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, WorkerProcess
 from autodep.pool.shm import SharedBuffer, TensorSpec
 from autodep.worker.spec import WorkerSpec
@@ -39,12 +39,14 @@ class WorkerState(enum.Enum):
     EXITED = "exited"
 
 
-class BatchResult:
-    __slots__ = ("compute_s", "outputs")
+Outcome = Inferred | AutodepError  # one request's answer, or why it has none
 
-    def __init__(self, outputs: list[list[np.ndarray]], compute_s: float) -> None:
-        self.outputs = outputs
-        self.compute_s = compute_s
+
+@dataclass(frozen=True)
+class BatchResult:
+    outcomes: list[Outcome]  # one per request, in order
+    compute_s: float  # the model call
+    decode_s: float  # decoding the batch's payloads in the worker
 
 
 class WorkerHandle:
@@ -56,6 +58,7 @@ class WorkerHandle:
         self.pid: int | None = None
         self.served = 0
         self.startup_s: float | None = None
+        self.started_at = time.time()  # wall clock, for /status
         self.idle_since = time.monotonic()
         self.busy_since = self.idle_since
         self.exitcode: int | None = None
@@ -98,10 +101,8 @@ class WorkerHandle:
             self.state = WorkerState.IDLE
             self.idle_since = time.monotonic()
 
-    def run(
-        self, batch: Sequence[Sequence[np.ndarray]], threads: int = 0
-    ) -> Coroutine[Any, Any, BatchResult]:
-        """Claim the worker for one batch (a group of arrays per request) now.
+    def run(self, batch: Sequence[Item], threads: int = 0) -> Coroutine[Any, Any, BatchResult]:
+        """Claim the worker for one batch (one item per request) now.
 
         The worker is busy from this call on, before the caller looks for the
         next idle one; the returned coroutine sends the batch and returns its
@@ -114,16 +115,14 @@ class WorkerHandle:
         return self._exchange(batch, threads, self._result)
 
     async def _exchange(
-        self,
-        batch: Sequence[Sequence[np.ndarray]],
-        threads: int,
-        result: asyncio.Future[messages.Message],
+        self, batch: Sequence[Item], threads: int, result: asyncio.Future[messages.Message]
     ) -> BatchResult:
         try:
-            if sum(a.nbytes for group in batch for a in group) > INLINE_COPY_BYTES:
-                specs = await self._loop.run_in_executor(None, self._inputs.write, batch)
+            groups = [items.arrays(item) for item in batch]
+            if sum(a.nbytes for group in groups for a in group) > INLINE_COPY_BYTES:
+                specs = await self._loop.run_in_executor(None, self._inputs.write, groups)
             else:
-                specs = self._inputs.write(batch)
+                specs = self._inputs.write(groups)
             assert self._transport is not None
             self._next_id += 1
             self._transport.write(
@@ -131,31 +130,43 @@ class WorkerHandle:
                     {
                         "op": "run",
                         "id": self._next_id,
-                        "inputs": [[s.to_wire() for s in group] for group in specs],
+                        "inputs": [items.to_wire(i, s) for i, s in zip(batch, specs, strict=True)],
                         "threads": threads,
                     }
                 )
             )
             reply = await result
-            outputs = [
-                [self._outputs.read(TensorSpec.from_wire(s)) for s in group]
-                for group in reply["outputs"]
-            ]
+            outcomes = [self._outcome(answer) for answer in reply["outputs"]]
         finally:
             self._result = None
             if self.state is WorkerState.BUSY:
                 self.state = WorkerState.IDLE
                 self.idle_since = time.monotonic()
         self.served += len(batch)
-        return BatchResult(outputs, reply["compute_s"])
+        return BatchResult(outcomes, reply["compute_s"], reply["decode_s"])
 
-    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Ask the worker to leave; terminate, then kill it if it does not."""
-        if self.state is WorkerState.EXITED:
+    def _outcome(self, answer: messages.Message) -> Outcome:
+        if "error" in answer:
+            status, message = answer["error"]
+            return error_for_status(status, f"model {self.spec.model!r}: {message}")
+        outputs = [self._outputs.read(TensorSpec.from_wire(s)) for s in answer["tensors"]]
+        return Inferred(outputs, answer["meta"])
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> Coroutine[Any, Any, None]:
+        """Ask the worker to leave now; the coroutine terminates, then kills it if it stays.
+
+        The worker is STOPPING from this call on, so the pool cannot hand it a
+        batch between the decision to stop it and the first await.
+        """
+        if self.state is not WorkerState.EXITED:
+            self.state = WorkerState.STOPPING
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(messages.pack({"op": "stop"}))
+        return self._until_exited(timeout)
+
+    async def _until_exited(self, timeout: float) -> None:
+        if self._exited.done() or self._process is None:
             return
-        self.state = WorkerState.STOPPING
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(messages.pack({"op": "stop"}))
         for escalate in (self._terminate, self._kill):
             try:
                 await asyncio.wait_for(asyncio.shield(self._exited), timeout)

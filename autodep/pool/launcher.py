@@ -7,10 +7,15 @@ starts in a fraction of a second instead of paying the seconds of
 `import torch`. The forkserver never runs a torch op, which keeps it safe from
 the GNU OpenMP fork hazard. "spawn" exists for comparison (bench/).
 
-Workers get OMP_WAIT_POLICY=PASSIVE unless the environment sets it: GNU
-OpenMP threads otherwise spin at every barrier, and on a machine where
+Workers wait for OpenMP threads with a bounded spin (`GOMP_SPINCOUNT`, see
+`OMP_SPIN_COUNT`) unless the environment sets a policy of its own. libgomp
+reads it once, when the forkserver imports torch, so it is set before that.
+GNU OpenMP's default spins so long at every barrier that, on a machine where
 anything else runs, a spinning thread keeps its descheduled sibling off the
-core; a resnet18 call then takes a second instead of 30 ms (bench.latency).
+core and a resnet18 call takes seconds instead of tens of milliseconds;
+blocking at once (OMP_WAIT_POLICY=PASSIVE) pays a futex wake-up at every
+barrier, 1.5x slower on a quiet Xeon. `python -m bench.omp` measures both
+conditions; the bounded spin stays near the best in each.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import socket
-from multiprocessing import context, popen_forkserver, reduction, spawn, util
+from multiprocessing import context, popen_forkserver, reduction, resource_tracker, spawn, util
 from typing import Any, Literal, Protocol
 
 from autodep.pool.shm import SharedBuffer
@@ -28,6 +33,10 @@ from autodep.worker import entry, noop
 from autodep.worker.spec import WorkerSpec
 
 PRELOAD = ["torch", "torchvision", "autodep.worker.main"]
+# Spins before an idle OpenMP thread blocks: long enough to bridge the gaps
+# between one model's ops, short enough that a waiting thread soon frees the core.
+OMP_SPIN_COUNT = "10000"
+OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 class WorkerProcess(Protocol):
@@ -110,7 +119,8 @@ class ProcessLauncher:
         worker's start time is its own.
         """
         if self.method == "forkserver":
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            if not any(name in os.environ for name in OMP_VARIABLES):
+                os.environ["GOMP_SPINCOUNT"] = OMP_SPIN_COUNT
             child = _ForkserverProcess(target=noop, name="autodep-forkserver-probe")
             child.start()
             child.join()
@@ -129,3 +139,17 @@ class ProcessLauncher:
         )
         process.start()
         return process
+
+
+def stop_helpers() -> None:
+    """Stop this process's forkserver and resource tracker, and wait until both are gone.
+
+    Both leave by themselves once this process has exited, but only a moment
+    later (the forkserver has torch to tear down). A program that owns the
+    whole process, such as `autodep.serve`, calls this after its workers have
+    stopped so that it exits only when every process it started is gone. An
+    embedding app must not: other code in it may still use the forkserver.
+    Blocking; the stdlib's own stop methods (private, stable since 3.8).
+    """
+    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]

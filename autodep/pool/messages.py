@@ -1,17 +1,19 @@
 """Messages between the server and a worker: msgpack maps on a Unix socket.
 
-Only these small headers cross the socket; tensor data stays in the shared
-buffers (`autodep.pool.shm`), described by `TensorSpec` lists.
+Only these small headers cross the socket; tensor data and payload bytes stay
+in the shared buffers (`autodep.pool.shm`), described by `TensorSpec`s.
 
 server -> worker
-    {"op": "run", "id": int, "inputs": [[spec, ...], ...], "threads": int}
-        one group of tensors per request of the batch, in the input buffer
+    {"op": "run", "id": int, "inputs": [item, ...], "threads": int}
+        one item per request of the batch, in the input buffer (`autodep.pool.items`)
     {"op": "stop"}
 worker -> server
     {"op": "ready"}                              after load and warm-up
-    {"op": "result", "id": int, "outputs": [[spec, ...], ...], "compute_s": float}
+    {"op": "result", "id": int, "outputs": [answer, ...], "compute_s": float, "decode_s": float}
+        answer: {"tensors": [spec, ...], "meta": {...}} or {"error": [status, message]}
+        (a request whose payload does not decode fails alone, not its batch)
     {"op": "error", "id": int | None, "error": "Class: message", "traceback": str}
-        id None: the worker failed to start and is exiting
+        id None: the worker failed to start and is exiting; else the batch failed
 """
 
 from __future__ import annotations

@@ -2,24 +2,29 @@
 
 Data flow:
 
-    infer(inputs) ──► queue (deque of Pending, at most max_queue; full → 503)
+    infer(item) ──► queue (deque of Pending, at most max_queue; full → 503)
                           │  _dispatch(): while a worker is idle, take up to
                           │  max_batch_size requests as one batch
                           ▼
                     WorkerHandle.run(batch)
-                          │  tensors ──► shared in-buffer ──┐
-                          │  {"op": "run"} ──► socket ──────┤  worker process:
-                          │                                 ▼  model(batch)
-                          │  tensors ◄── shared out-buffer ─┤
-                          │  {"op": "result"} ◄── socket ◄──┘
+                          │  payload bytes / tensors ──► shared in-buffer ──┐
+                          │  {"op": "run"} ──► socket ──────────────────────┤  worker process:
+                          │                                                 ▼  decode, model(batch)
+                          │  tensors ◄── shared out-buffer ─────────────────┤
+                          │  {"op": "result"} ◄── socket ◄──────────────────┘
                           ▼
-            each request's future gets its own slice of the outputs
+            each request's future gets its own outputs (or its own decode error)
 
     The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
     starts or stops workers to match it, stopping only idle ones. A request for
-    a model with no worker starts one at once (cold start). Dead workers are
-    replaced. A batch whose worker died goes back to the head of the queue
-    once; its requests fail if it kills a second worker.
+    a model with no worker starts one at once (cold start).
+
+    A worker's death (`_on_worker_exit`, called once the handle has seen both
+    the process sentinel and the end of its socket) puts the batch it was
+    running back at the head of the queue, before anything else is dispatched,
+    and starts exactly one replacement. A request that was in a dead batch runs
+    alone from then on, so that a request which itself kills workers is found
+    out: it is failed once it has died MAX_ATTEMPTS times, the last one alone.
 """
 
 from __future__ import annotations
@@ -28,11 +33,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from autodep.autoscale.policy import Observation
 from autodep.config import PoolSettings
@@ -48,6 +51,7 @@ from autodep.errors import (
 from autodep.metrics import Metrics
 from autodep.pool.batching import batch_to_take, threads_for_batch
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
+from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher
 from autodep.pool.shm import BufferOverflow
 from autodep.worker.spec import WorkerSpec
@@ -55,7 +59,7 @@ from autodep.worker.spec import WorkerSpec
 log = logging.getLogger(__name__)
 
 SCALING_HISTORY = 20  # scaling decisions kept for /status
-MAX_ATTEMPTS = 2  # a request that takes down two workers is failed, not retried forever
+MAX_ATTEMPTS = 2  # a request in two deaths, the last one alone, is failed, not retried forever
 RESTART_BACKOFF = (0.5, 30.0)  # seconds: first and longest wait before restarting a failing model
 
 
@@ -69,10 +73,15 @@ class ScalingEvent:
 
 @dataclass(eq=False)
 class Pending:
-    inputs: Sequence[np.ndarray]
-    future: asyncio.Future[list[np.ndarray]]
+    item: Item
+    future: asyncio.Future[Inferred]
     enqueued: float = field(default_factory=time.monotonic)
-    attempts: int = 0
+    attempts: int = 0  # deaths of workers that were running this request
+
+    @property
+    def suspect(self) -> bool:
+        """It was in a batch whose worker died: it runs alone until it is answered."""
+        return self.attempts > 0
 
 
 class ModelPool:
@@ -92,6 +101,7 @@ class ModelPool:
         # at once (503 + Retry-After) instead of piling up latency for everyone.
         self._queue: deque[Pending] = deque()
         self._workers: list[WorkerHandle] = []
+        self._running: dict[WorkerHandle, list[Pending]] = {}  # the batch each busy worker has
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._drained = asyncio.Event()
@@ -99,7 +109,9 @@ class ModelPool:
         self._restart_timer: asyncio.TimerHandle | None = None
         self._backoff = RESTART_BACKOFF[0]
         self.last_start_error: WorkerStartError | None = None
-        self.restarts = 0
+        self.restarts = 0  # workers that died unasked and were replaced
+        self.started = 0  # workers that became ready
+        self.retried = 0  # requests put back in the queue by a worker's death
         self.desired = settings.min_workers
         self.scaling_events: deque[ScalingEvent] = deque(maxlen=SCALING_HISTORY)
         self.scale_ups = self.scale_downs = 0
@@ -116,16 +128,19 @@ class ModelPool:
 
     # -- public --------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start min_workers and wait until they are ready (raises if one fails)."""
-        starts = [self._spawn() for _ in range(self.settings.min_workers)]
+    async def start(self, workers: int | None = None) -> None:
+        """Start `workers` (default min_workers) and wait until they are ready (raises if one
+        fails). The autoscaler's next decisions may then change the count."""
+        count = self.settings.min_workers if workers is None else workers
+        self.desired = max(self.desired, count)
+        starts = [self._start(self._new_worker()) for _ in range(count)]
         results = await asyncio.gather(*starts, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def infer(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Queue one request's input tensors and wait for its output tensors."""
+    def admit(self) -> None:
+        """Raise now (503) if one more request would be refused: call it before reading a body."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; retry on another instance")
         if self.last_start_error is not None and not self.live:
@@ -135,7 +150,11 @@ class ModelPool:
                 f"model {self.name!r} has {len(self._queue)} requests waiting "
                 f"(max_queue={self.settings.max_queue}); retry later"
             )
-        pending = Pending(inputs, self._loop.create_future())
+
+    async def infer(self, item: Item) -> Inferred:
+        """Queue one request (a payload or input tensors) and wait for its outputs."""
+        self.admit()
+        pending = Pending(item, self._loop.create_future())
         self._arrivals += 1
         self._queue.append(pending)
         self._drained.clear()
@@ -151,6 +170,12 @@ class ModelPool:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def retrying(self) -> int:
+        """Requests put back in the queue by a worker's death and not answered yet."""
+        running = (p for batch in self._running.values() for p in batch)
+        return sum(1 for p in (*self._queue, *running) if p.suspect and not p.future.done())
 
     @property
     def workers(self) -> list[WorkerHandle]:
@@ -207,7 +232,7 @@ class ModelPool:
                 if self._batch_timer is None:
                     self._batch_timer = self._loop.call_later(wait, self._on_batch_timer)
                 break
-            self._run(worker, [self._queue.popleft() for _ in range(count)])
+            self._run(worker, self._take(count))
         self._cold_start()
         self._check_drained()
 
@@ -220,6 +245,15 @@ class ModelPool:
         while self._queue and self._queue[0].future.done():
             self._queue.popleft()
         return bool(self._queue)
+
+    def _take(self, count: int) -> list[Pending]:
+        """Up to count requests from the head; a suspect goes alone."""
+        if self._queue[0].suspect:
+            return [self._queue.popleft()]
+        batch: list[Pending] = []
+        while self._queue and len(batch) < count and not self._queue[0].suspect:
+            batch.append(self._queue.popleft())
+        return batch
 
     def _idle_worker(self) -> WorkerHandle | None:
         """The most recently used idle worker, so that the others can time out."""
@@ -237,9 +271,10 @@ class ModelPool:
             configured=self.settings.threads,
         )
         now = time.monotonic()
-        running = worker.run([p.inputs for p in batch], threads)
+        running = worker.run([p.item for p in batch], threads)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
+        self._running[worker] = batch
         self._track(self._collect(worker, batch, running, now))
 
     async def _collect(
@@ -251,39 +286,55 @@ class ModelPool:
     ) -> None:
         try:
             result = await running
-        except BufferOverflow as exc:
-            for pending in batch:
-                _fail(pending.future, PayloadTooLarge(str(exc)))
-        except WorkerError as exc:
-            if worker.state is WorkerState.EXITED:
-                self._retry(batch, exc)
-            else:
+        except Exception as exc:
+            # A dead worker's batch is already back in the queue (`_on_worker_exit`
+            # ran before this coroutine could resume): only a live worker's
+            # failure, such as an exception the model raised, fails the batch.
+            if self._running.pop(worker, None) is not None:
+                error = PayloadTooLarge(str(exc)) if isinstance(exc, BufferOverflow) else exc
                 for pending in batch:
-                    _fail(pending.future, exc)
+                    _fail(pending.future, error)
         else:
+            self._running.pop(worker, None)
             self._metrics.compute.labels(self.name).observe(result.compute_s)
-            per_request = result.compute_s / len(batch)
+            self._metrics.decode.labels(self.name).observe(result.decode_s)
+            per_request = (result.compute_s + result.decode_s) / len(batch)
             self.service_s = (
                 per_request if self.service_s is None else 0.8 * self.service_s + 0.2 * per_request
             )
-            for pending, outputs in zip(batch, result.outputs, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(outputs)
+            for pending, outcome in zip(batch, result.outcomes, strict=True):
+                if isinstance(outcome, Inferred):
+                    if not pending.future.done():
+                        pending.future.set_result(outcome)
+                else:
+                    _fail(pending.future, outcome)
         finally:
             self._in_flight -= len(batch)
             self._busy_s += time.monotonic() - max(started, self._observed_at)
             self._reconcile()
             self._dispatch()
 
-    def _retry(self, batch: list[Pending], error: WorkerError) -> None:
+    def _retry(self, batch: list[Pending], error: WorkerError, crashed: bool) -> None:
+        """Put a dead worker's batch back at the head of the queue, in its order.
+
+        Only a crash counts against the requests: a worker that was asked to
+        stop (and left with their batch) says nothing about them.
+        """
+        alone = len(batch) == 1
         again = []
         for pending in batch:
-            pending.attempts += 1
-            if pending.attempts < MAX_ATTEMPTS:
-                again.append(pending)
-            else:
+            if pending.future.done():
+                continue
+            if crashed:
+                pending.attempts += 1
+            if alone and pending.attempts >= MAX_ATTEMPTS:
                 _fail(pending.future, error)
+            else:
+                again.append(pending)
         self._queue.extendleft(reversed(again))
+        self.retried += len(again)
+        if again:
+            self._drained.clear()
 
     def _fail_queued(self, error: Exception) -> None:
         while self._queue:
@@ -357,16 +408,24 @@ class ModelPool:
             self._restart_timer = self._loop.call_later(delay, self._after_backoff)
             return
         for _ in range(count):
-            self._track(self._spawn())
+            self._track(self._start(self._new_worker()))
 
     def _after_backoff(self) -> None:
         self._restart_timer = None
         self.last_start_error = None
         self._reconcile()
 
-    async def _spawn(self) -> None:
+    def _new_worker(self) -> WorkerHandle:
+        """A handle counted as live (starting) at once, before its process exists.
+
+        Counting it now, not when its start task first runs, is what keeps a
+        second `_reconcile` in the same loop iteration from starting another.
+        """
         worker = WorkerHandle(self.spec, self._launcher, self._on_worker_exit)
         self._workers.append(worker)
+        return worker
+
+    async def _start(self, worker: WorkerHandle) -> None:
         try:
             await worker.start()
         except WorkerStartError as exc:
@@ -374,9 +433,12 @@ class ModelPool:
             raise
         except BaseException:
             worker.kill()
+            if worker.pid is None:  # no process was made, so no exit will remove it
+                self._workers.remove(worker)
             raise
         self.last_start_error = None
         self._backoff = RESTART_BACKOFF[0]
+        self.started += 1
         self._metrics.startup.labels(self.name).observe(worker.startup_s or 0.0)
         log.info(
             "model %r: worker %s ready in %.2f s", self.name, worker.pid, worker.startup_s or 0
@@ -391,15 +453,29 @@ class ModelPool:
             self._fail_queued(Unavailable(f"{error.message}; fix the model and retry"))
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
+        """A worker is gone (its sentinel fired and its socket ended, in either order)."""
         self._workers.remove(worker)
+        lost = self._running.pop(worker, None)
+        error = WorkerError(
+            f"model {self.name!r}: worker process died (exit code {worker.exitcode}) "
+            "while running this request"
+        )
         if self._closing:
+            for pending in lost or ():
+                _fail(pending.future, error)
             self._check_drained()
             return
         if worker.crashed and worker.startup_s is not None:
             self.restarts += 1
             log.warning(
-                "model %r: worker %s died (exit code %s)", self.name, worker.pid, worker.exitcode
+                "model %r: worker %s died (exit code %s)%s",
+                self.name,
+                worker.pid,
+                worker.exitcode,
+                f"; {len(lost)} requests go back to the head of the queue" if lost else "",
             )
+        if lost:
+            self._retry(lost, error, worker.crashed)
         self._reconcile()
         self._dispatch()
 

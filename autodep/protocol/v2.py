@@ -1,4 +1,9 @@
-"""The Open Inference Protocol (KServe V2): parsing, inference and serialisation.
+"""The Open Inference Protocol (KServe V2): request objects, inference, JSON.
+
+Both front ends translate into the same objects: the HTTP routes parse V2 JSON
+(and binary data) with `parse_request`, the gRPC service (`autodep.grpc`) reads
+protobuf messages; each builds `Tensor`s with `tensor` or `tensor_from_raw`,
+calls `infer` and turns the `InferResponse` back into its wire format.
 
 One logical input per model:
 - BYTES `[N]`: N encoded items (image files, UTF-8 texts, .npy files), decoded
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autodep import __version__
-from autodep.codecs import Decoded, Options, Payload
+from autodep.codecs import Options, Payload
 from autodep.codecs.base import parse_json
 from autodep.errors import InvalidInput
+from autodep.pool.items import Inferred, Item
 
 if TYPE_CHECKING:
     from autodep.service import ServedModel, Service
@@ -37,6 +44,9 @@ EXTENSIONS = ["classification", "binary_tensor_data"]
 NUMERIC = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
     "INT8": np.dtype(np.int8),
     "INT16": np.dtype(np.int16),
     "INT32": np.dtype(np.int32),
@@ -54,15 +64,16 @@ class Tensor:
     name: str
     datatype: str
     shape: list[int]
-    data: np.ndarray | list[bytes]  # numeric array, or BYTES elements
+    data: np.ndarray | list[bytes]  # numeric array in `shape`, or BYTES elements
     parameters: dict[str, Any] = field(default_factory=dict)
+    binary: bool = False  # an output sent as binary data (HTTP's binary tensor data extension)
 
 
 @dataclass
 class RequestedOutput:
     name: str
     classification: int | None = None
-    binary: bool | None = None
+    binary: bool | None = None  # HTTP only; None: the request's binary_data_output
 
 
 @dataclass
@@ -71,6 +82,14 @@ class InferRequest:
     outputs: list[RequestedOutput]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferResponse:
+    model_name: str
+    outputs: list[Tensor]
+    id: str | None = None
+    model_version: str = "1"
 
 
 # -- metadata ----------------------------------------------------------------
@@ -96,7 +115,7 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
     }[config.output]
     return {
         "name": config.name,
-        "versions": ["1"],
+        "versions": [str(served.version)],
         "platform": "pytorch_torchscript",
         "inputs": inputs,
         "outputs": [outputs],
@@ -122,46 +141,81 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         inputs.append(tensor)
     if len(binary):
         raise InvalidInput(f"{len(binary)} bytes of binary data belong to no input")
-    outputs = [_requested_output(o) for o in header.get("outputs") or []]
+    requested = header.get("outputs") or []
+    if not isinstance(requested, list):
+        raise InvalidInput('"outputs" must be a list of {"name": ...} objects')
+    outputs = [_requested_output(o) for o in requested]
     request_id = header.get("id")
     return InferRequest(
         inputs,
         outputs,
         None if request_id is None else str(request_id),
-        header.get("parameters") or {},
+        _parameters(header, "the request"),
     )
+
+
+def _parameters(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """The optional "parameters" object of a request, an input or an output."""
+    parameters = spec.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f'{where}: "parameters" must be an object')
+    return parameters
 
 
 def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
     if not isinstance(spec, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype, data")
     name = str(spec.get("name", ""))
-    datatype = spec.get("datatype")
-    shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
-    if datatype != "BYTES" and datatype not in NUMERIC:
-        raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}")
-    parameters = spec.get("parameters") or {}
+    datatype: Any = spec.get("datatype")
+    shape: Any = spec.get("shape")
+    parameters = _parameters(spec, f"input {name!r}")
     size = parameters.get("binary_data_size")
-    count = int(np.prod(shape))
     if size is not None:
-        if not isinstance(size, int) or size < 0 or size > len(binary):
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(binary):
             raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
-        raw = binary[:size]
-        data = _bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
-        used = size
-    else:
-        if "data" not in spec:
-            raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
-        data = _json_data(spec["data"], datatype, name)
-        used = 0
-    length = len(data)
-    if length != count:
-        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} elements, got {length}")
+        return tensor_from_raw(name, datatype, shape, binary[:size], parameters), size
+    if "data" not in spec:
+        raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
+    _check_type(name, datatype, shape)
+    return tensor(name, datatype, shape, _json_data(spec["data"], datatype, name), parameters), 0
+
+
+def tensor(
+    name: str,
+    datatype: Any,
+    shape: Any,
+    data: np.ndarray | list[bytes],
+    parameters: dict[str, Any] | None = None,
+) -> Tensor:
+    """An input tensor from flat elements, checked against its datatype and shape."""
+    _check_type(name, datatype, shape)
+    count = math.prod(shape)  # exact: a huge shape cannot overflow into a small count
+    if len(data) != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} elements, got {len(data)}")
     if isinstance(data, np.ndarray):
         data = data.reshape(shape)
-    return Tensor(name, datatype, shape, data, parameters), used
+    return Tensor(name, datatype, list(shape), data, parameters or {})
+
+
+def tensor_from_raw(
+    name: str,
+    datatype: Any,
+    shape: Any,
+    raw: bytes | memoryview,
+    parameters: dict[str, Any] | None = None,
+) -> Tensor:
+    """An input tensor from its raw bytes: row-major elements, or length-prefixed BYTES."""
+    _check_type(name, datatype, shape)
+    raw = memoryview(raw)
+    data = bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
+    return tensor(name, datatype, shape, data, parameters)
+
+
+def _check_type(name: str, datatype: Any, shape: Any) -> None:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC):
+        raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}")
 
 
 def _numeric(raw: memoryview, datatype: str, name: str) -> np.ndarray:
@@ -171,7 +225,8 @@ def _numeric(raw: memoryview, datatype: str, name: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).copy()
 
 
-def _bytes_elements(raw: memoryview, name: str) -> list[bytes]:
+def bytes_elements(raw: memoryview, name: str) -> list[bytes]:
+    """BYTES elements from their serialized form: each a 4-byte little-endian length, then it."""
     elements, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
@@ -186,7 +241,10 @@ def _bytes_elements(raw: memoryview, name: str) -> list[bytes]:
 
 
 def _json_data(data: Any, datatype: str, name: str) -> np.ndarray | list[bytes]:
-    flat = _flatten(data)
+    try:
+        flat = _flatten(data)
+    except RecursionError:
+        raise InvalidInput(f"input {name!r}: data is nested too deeply") from None
     if datatype == "BYTES":
         if not all(isinstance(x, str) for x in flat):
             raise InvalidInput(f"input {name!r}: BYTES data must be strings")
@@ -206,7 +264,11 @@ def _flatten(data: Any) -> list[Any]:
 def _requested_output(spec: Any) -> RequestedOutput:
     if not isinstance(spec, dict) or "name" not in spec:
         raise InvalidInput("each requested output must be an object with a name")
-    parameters = spec.get("parameters") or {}
+    return requested_output(str(spec["name"]), _parameters(spec, f"output {spec['name']!r}"))
+
+
+def requested_output(name: str, parameters: dict[str, Any]) -> RequestedOutput:
+    """An output the client asks for, with the classification extension's parameter."""
     classification = parameters.get("classification")
     if classification is not None and (
         not isinstance(classification, int)
@@ -215,39 +277,30 @@ def _requested_output(spec: Any) -> RequestedOutput:
     ):
         raise InvalidInput("parameters.classification must be a whole number of at least 1")
     binary = parameters.get("binary_data")
-    return RequestedOutput(
-        str(spec["name"]), classification, None if binary is None else bool(binary)
-    )
+    return RequestedOutput(name, classification, None if binary is None else bool(binary))
 
 
 # -- inference ---------------------------------------------------------------
 
 
-async def infer(service: Service, served: ServedModel, request: InferRequest) -> dict[str, Any]:
-    """Run every item of the request through the model; a V2 response (tensors as arrays)."""
+async def infer(service: Service, served: ServedModel, request: InferRequest) -> InferResponse:
+    """Run every item of the request through the model (each item one request to the pool)."""
     if len(request.inputs) != 1:
         raise InvalidInput(
             f"model {served.config.name!r} takes one input, got {len(request.inputs)}"
         )
-    decoded = await _decode(service, served, request.inputs[0])
-    outputs = await asyncio.gather(*(service.infer(served, d.tensors) for d in decoded))
-    tensors = await _outputs(service, served, request, decoded, list(outputs))
-    response: dict[str, Any] = {
-        "model_name": served.config.name,
-        "model_version": "1",
-        "outputs": tensors,
-    }
-    if request.id is not None:
-        response["id"] = request.id
-    return response
+    items = _items(served, request.inputs[0])
+    inferred = await asyncio.gather(*(service.infer(served, item) for item in items))
+    tensors = await _outputs(service, served, request, list(inferred))
+    return InferResponse(served.config.name, tensors, request.id, str(served.version))
 
 
-async def _decode(service: Service, served: ServedModel, tensor: Tensor) -> list[Decoded]:
+def _items(served: ServedModel, tensor: Tensor) -> list[Item]:
+    """The input's items: encoded ones as payloads (decoded in the worker), or tensors."""
     kind = served.config.input
     if tensor.datatype == "BYTES":
         assert isinstance(tensor.data, list)
-        payloads = [_payload(kind, item, tensor.name) for item in tensor.data]
-        return list(await asyncio.gather(*(service.decode(served, p) for p in payloads)))
+        return [_payload(kind, item, tensor.name) for item in tensor.data]
     if kind == "text":
         raise InvalidInput("a text model takes BYTES input (UTF-8 strings)")
     array = tensor.data
@@ -263,7 +316,7 @@ async def _decode(service: Service, served: ServedModel, tensor: Tensor) -> list
                 f"got {list(array.shape[1:])}"
             )
         array = array.astype(dtype, copy=False)
-    return [Decoded([np.ascontiguousarray(item)]) for item in array]
+    return [[np.ascontiguousarray(item)] for item in array]
 
 
 def _payload(kind: str, item: bytes, name: str) -> Payload:
@@ -279,9 +332,8 @@ async def _outputs(
     service: Service,
     served: ServedModel,
     request: InferRequest,
-    decoded: list[Decoded],
-    outputs: list[list[np.ndarray]],
-) -> list[dict[str, Any]]:
+    inferred: list[Inferred],
+) -> list[Tensor]:
     kind = served.config.output
     name = model_metadata(served)["outputs"][0]["name"]
     requested = request.outputs or [RequestedOutput(name)]
@@ -297,10 +349,7 @@ async def _outputs(
             if kind != "classification":
                 raise InvalidInput("the classification extension needs a classification model")
             options = Options(top_n=wanted.classification)
-            results = [
-                await service.encode(served, out, dec, options)
-                for out, dec in zip(outputs, decoded, strict=True)
-            ]
+            results = [await service.encode(served, one, options) for one in inferred]
             strings = [
                 [f"{p['score']:f}:{p['index']}:{p['label']}".encode() for p in r["predictions"]]
                 for r in results
@@ -309,51 +358,65 @@ async def _outputs(
             flat = [s for row in strings for s in row + [b""] * (width - len(row))]
             tensors.append(_bytes_tensor(name, [len(strings), width], flat, binary))
         elif kind == "detection":
-            threshold = float(request.parameters.get("threshold", 0.5))
-            options = Options(threshold=threshold)
+            threshold = request.parameters.get("threshold", 0.5)
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                raise InvalidInput(f"parameters.threshold must be a number, not {threshold!r}")
+            if not 0 <= threshold <= 1:
+                raise InvalidInput(f"parameters.threshold must be between 0 and 1, not {threshold}")
+            options = Options(threshold=float(threshold))
             items = [
-                json.dumps((await service.encode(served, out, dec, options))["detections"]).encode()
-                for out, dec in zip(outputs, decoded, strict=True)
+                json.dumps((await service.encode(served, one, options))["detections"]).encode()
+                for one in inferred
             ]
             tensors.append(_bytes_tensor(name, [len(items)], items, binary))
         else:
-            tensors.append(_numeric_tensor(name, [out[0] for out in outputs], binary))
+            tensors.append(_numeric_tensor(name, [one.outputs[0] for one in inferred], binary))
     return tensors
 
 
-def _numeric_tensor(name: str, rows: list[np.ndarray], binary: bool) -> dict[str, Any]:
+def _numeric_tensor(name: str, rows: list[np.ndarray], binary: bool) -> Tensor:
     if len({row.shape for row in rows}) != 1:
         raise InvalidInput("the items' outputs differ in shape; send them in separate requests")
     array = np.stack(rows)
     datatype = DATATYPE_OF.get(array.dtype)
     if datatype is None:
         array, datatype = array.astype(np.float32), "FP32"
-    tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-    if binary:
-        tensor["_binary"] = array.tobytes()
-    else:
-        tensor["data"] = array.reshape(-1).tolist()
-    return tensor
+    return Tensor(name, datatype, list(array.shape), array, binary=binary)
 
 
-def _bytes_tensor(name: str, shape: list[int], items: list[bytes], binary: bool) -> dict[str, Any]:
-    tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
-    if binary:
-        tensor["_binary"] = b"".join(_LENGTH.pack(len(i)) + i for i in items)
-    else:
-        tensor["data"] = [i.decode("utf-8") for i in items]
-    return tensor
+def _bytes_tensor(name: str, shape: list[int], items: list[bytes], binary: bool) -> Tensor:
+    return Tensor(name, "BYTES", shape, items, binary=binary)
 
 
-def serialize_response(response: dict[str, Any]) -> tuple[bytes, int | None]:
-    """The body, and the JSON header's length when binary tensors follow it."""
-    parts = []
-    for tensor in response["outputs"]:
-        raw = tensor.pop("_binary", None)
-        if raw is not None:
-            tensor.setdefault("parameters", {})["binary_data_size"] = len(raw)
+def raw_contents(tensor: Tensor) -> bytes:
+    """A tensor's elements in the raw form (row-major, or length-prefixed BYTES)."""
+    if isinstance(tensor.data, np.ndarray):
+        return np.ascontiguousarray(tensor.data).tobytes()
+    return b"".join(_LENGTH.pack(len(item)) + item for item in tensor.data)
+
+
+def serialize_response(response: InferResponse) -> tuple[bytes, int | None]:
+    """The JSON body, and the JSON header's length when binary tensors follow it."""
+    outputs, parts = [], []
+    for t in response.outputs:
+        spec: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": t.shape}
+        if t.binary:
+            raw = raw_contents(t)
+            spec["parameters"] = {"binary_data_size": len(raw)}
             parts.append(raw)
-    header = json.dumps(response).encode()
+        elif isinstance(t.data, np.ndarray):
+            spec["data"] = t.data.reshape(-1).tolist()
+        else:
+            spec["data"] = [item.decode("utf-8") for item in t.data]
+        outputs.append(spec)
+    body: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "outputs": outputs,
+    }
+    if response.id is not None:
+        body["id"] = response.id
+    header = json.dumps(body).encode()
     if not parts:
         return header, None
     return header + b"".join(parts), len(header)

@@ -19,13 +19,19 @@ import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torchvision  # noqa: F401  (registers torchvision ops used by detection models)
 
+from autodep.codecs import DECODERS
+from autodep.codecs.base import Decoded, Decoder, Payload
+from autodep.errors import AutodepError
+from autodep.pool import items
+from autodep.pool.items import Item
 from autodep.pool.messages import BlockingChannel, Message, error_message
-from autodep.pool.shm import SharedBuffer, TensorSpec
+from autodep.pool.shm import SharedBuffer
 from autodep.worker.runners import Runner, load_model, make_runner
 from autodep.worker.spec import WorkerSpec
 
@@ -40,42 +46,90 @@ def run_worker(
     channel = BlockingChannel(sock)
     torch.set_num_threads(spec.threads)
     try:
+        decoder = DECODERS[spec.config.input](spec.config)
         with torch.inference_mode():
-            runner = make_runner(load_model(spec.path), spec.input, spec.output)
+            runner = make_runner(load_model(spec.path, spec.variant), spec.input, spec.output)
             _warm_up(runner, spec)
     except Exception as exc:
         channel.send(error_message(exc, None))
         return
     channel.send({"op": "ready"})
+    serve = _Server(runner, decoder, inputs, outputs, spec.threads)
     with torch.inference_mode():
         for message in channel:
             if message["op"] == "stop":
                 return
-            channel.send(_serve(runner, message, inputs, outputs))
+            channel.send(serve(message))
 
 
-def _serve(
-    runner: Runner, message: Message, inputs: SharedBuffer, outputs: SharedBuffer
-) -> Message:
-    try:
-        if message.get("threads"):
-            torch.set_num_threads(message["threads"])
-        batch = [
-            [torch.from_numpy(inputs.view(TensorSpec.from_wire(s))) for s in group]
-            for group in message["inputs"]
+class _Server:
+    """Runs one batch: decode its payloads, call the model, write the outputs back."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        decoder: Decoder,
+        inputs: SharedBuffer,
+        outputs: SharedBuffer,
+        threads: int,
+    ) -> None:
+        self._runner = runner
+        self._decoder = decoder
+        self._inputs = inputs
+        self._outputs = outputs
+        self._threads = threads
+        # PIL and numpy release the GIL, so a batch's images decode side by side.
+        self._decoding = ThreadPoolExecutor(
+            max_workers=len(os.sched_getaffinity(0)), thread_name_prefix="decode"
+        )
+
+    def __call__(self, message: Message) -> Message:
+        try:
+            threads = message.get("threads") or self._threads
+            if threads != self._threads:  # set only on change: the call is not free
+                torch.set_num_threads(threads)
+                self._threads = threads
+            began = time.monotonic()
+            requests = [items.from_wire(wire, self._inputs) for wire in message["inputs"]]
+            if len(requests) > 1 and any(isinstance(r, Payload) for r in requests):
+                decoded = list(self._decoding.map(self._decode, requests))
+            else:
+                decoded = [self._decode(r) for r in requests]
+            good = [d for d in decoded if isinstance(d, Decoded)]
+            decode_s = time.monotonic() - began
+            results: list[list[torch.Tensor]] = []
+            if good:
+                results = self._runner([[torch.from_numpy(t) for t in d.tensors] for d in good])
+            compute_s = time.monotonic() - began - decode_s
+            specs = iter(
+                self._outputs.write([[t.detach().contiguous().numpy() for t in r] for r in results])
+            )
+        except Exception as exc:
+            return error_message(exc, message["id"])
+        answers = [
+            {"tensors": [s.to_wire() for s in next(specs)], "meta": d.meta}
+            if isinstance(d, Decoded)
+            else {"error": d}
+            for d in decoded
         ]
-        start = time.monotonic()
-        result = runner(batch)
-        compute_s = time.monotonic() - start
-        specs = outputs.write([[t.detach().contiguous().numpy() for t in g] for g in result])
-    except Exception as exc:
-        return error_message(exc, message["id"])
-    return {
-        "op": "result",
-        "id": message["id"],
-        "outputs": [[s.to_wire() for s in group] for group in specs],
-        "compute_s": compute_s,
-    }
+        return {
+            "op": "result",
+            "id": message["id"],
+            "outputs": answers,
+            "compute_s": compute_s,
+            "decode_s": decode_s,
+        }
+
+    def _decode(self, request: Item) -> Decoded | tuple[int, str]:
+        """A request's model inputs, or the (status, message) of why it has none."""
+        if not isinstance(request, Payload):
+            return Decoded(list(request))
+        try:
+            return self._decoder.decode(request)
+        except AutodepError as exc:
+            return exc.status, exc.message
+        except Exception as exc:  # a decoder bug: this request fails, the batch goes on
+            return 500, f"decoding failed: {type(exc).__name__}: {exc}"
 
 
 def _warm_up(runner: Runner, spec: WorkerSpec) -> None:

@@ -7,6 +7,7 @@ model (softmax, argmax) so that less data travels back.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,13 +15,17 @@ from typing import Any
 
 import torch
 
+from autodep.worker.spec import VariantSpec
+
 Batch = Sequence[Sequence[torch.Tensor]]
 Outputs = list[list[torch.Tensor]]
 Runner = Callable[[Batch], Outputs]
 
 
-def load_model(path: str) -> Any:
-    """A TorchScript file, or a `torch.export` program (`.pt2`)."""
+def load_model(path: str, variant: VariantSpec | None = None) -> Any:
+    """A TorchScript file, or a `torch.export` program (`.pt2`); or the optimized `variant`."""
+    if variant is not None:
+        return _load_variant(variant)
     if Path(path).suffix == ".pt2":
         return torch.export.load(path).module()
     with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the input
@@ -28,6 +33,15 @@ def load_model(path: str) -> Any:
         model = torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]
     model.eval()
     return model
+
+
+def _load_variant(variant: VariantSpec) -> Any:
+    from autodep.optimize.source import LoadContext
+
+    module, _, name = variant.load.partition(":")
+    load = getattr(importlib.import_module(module), name)
+    context = LoadContext(variant.threads, Path(variant.cache_dir))
+    return load(Path(variant.artifact), dict(variant.options), context)
 
 
 def make_runner(model: Any, input_kind: str, output_kind: str) -> Runner:

@@ -1,0 +1,54 @@
+"""`autodep optimize MODEL.pt ...` / `autodep optimize --config models.yaml`.
+
+Searches each model's fastest variant on this machine (or reads it from the cache), prints the
+candidate table and writes the cache that `serve --optimize auto` reads. It takes the serve
+command's flags, since the worker count, threads and batch size are what is measured.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from autodep import serve
+from autodep.errors import ConfigError, OptimizeError
+from autodep.optimize.report import table
+from autodep.optimize.resolve import resolve
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "autodep optimize") -> int:
+    parser = serve.build_parser(prog)
+    parser.description = "Find the fastest form of each model on this machine that answers alike."
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="model files (.pt / .pt2)")
+    args = parser.parse_args(argv)
+    args.model = [*(args.model or []), *args.models] or None
+    forced = args.optimize if args.optimize not in (None, "off") else "auto"
+    args.optimize = forced
+    try:
+        config = serve.config_from_args(args)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc.message}\n")
+    status = 0
+    for model in config.models:
+        if model.optimize.mode == "off":
+            print(f"{model.name}: optimize is off in its config entry\n")
+            continue
+        print(f"{model.name}: {model.path}", file=sys.stderr, flush=True)
+        try:
+            variant = resolve(model, config)
+        except OptimizeError as exc:
+            print(f"{model.name}: {exc.message}", file=sys.stderr)
+            status = 1
+            continue
+        result = variant.result
+        if result is None:
+            print(f"{model.name}: {variant.note}\n")
+            continue
+        source = "from the cache" if variant.from_cache else f"searched in {result.search_s:.1f}s"
+        print(
+            f"## {model.name}: {variant.name}\n\n{result.machine}, {result.threads} thread(s) per"
+            f" worker, batches of 1 and {result.max_batch_size}; {source}; cache entry"
+            f" {variant.entry}\n\n{table(result, variant.name)}\n",
+            flush=True,
+        )
+    return status

@@ -1,0 +1,58 @@
+"""What the cache and the candidates need to know about this machine, read without torch."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+
+# Libraries whose versions change what a candidate produces or how fast it runs.
+LIBRARIES = ("autodep", "torch", "torchvision", "openvino", "onnxruntime", "onnx")
+# CPU flags of native bf16 arithmetic (torch's get_cpu_capability() cannot see them).
+NATIVE_BF16 = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str  # the model name, e.g. "Intel(R) Xeon(R) Processor"
+    flags: tuple[str, ...]  # sorted
+    versions: tuple[tuple[str, str], ...]  # (library, version), in LIBRARIES order
+
+    @property
+    def native_bf16(self) -> bool:
+        return not NATIVE_BF16.isdisjoint(self.flags)
+
+    def describe(self) -> str:
+        bf16 = "native bf16" if self.native_bf16 else "no native bf16"
+        return f"{self.cpu} ({bf16})"
+
+
+@functools.cache
+def this_machine() -> Machine:
+    cpu, flags = _cpuinfo(Path("/proc/cpuinfo"))
+    return Machine(cpu, flags, tuple((name, _version(name)) for name in LIBRARIES))
+
+
+def _cpuinfo(path: Path) -> tuple[str, tuple[str, ...]]:
+    """The first processor's model name and flags (x86 `flags`, Arm `Features`)."""
+    cpu, flags = "unknown", ""
+    try:
+        text = path.read_text()
+    except OSError:
+        return cpu, ()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and cpu == "unknown":
+            cpu = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = value
+    return cpu, tuple(sorted(set(flags.split())))
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"

@@ -1,0 +1,63 @@
+"""Requests in progress, counted by the routing generation they started in.
+
+A request looks its model up once it has started, and may hold the version it
+found until it answers. So a version taken out of the routing table is stopped
+only after every request that started before that change has finished (a
+grace period, as in read-copy-update). The HTTP layer wraps each model request
+in `request()`; `advance()` marks a routing change; `settled(g)` waits for the
+requests of generations up to g.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self._generation = 0
+        self._active: Counter[int] = Counter()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        generation = self._generation
+        self._active[generation] += 1
+        try:
+            yield
+        finally:
+            self._active[generation] -= 1
+            if not self._active[generation]:
+                del self._active[generation]
+                self._wake()
+
+    def advance(self) -> int:
+        """A routing change: returns the last generation that may have seen the old routes."""
+        self._generation += 1
+        return self._generation - 1
+
+    async def settled(self, generation: int) -> None:
+        """Return once no request of `generation` or earlier is in progress."""
+        if self._done(generation):
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((generation, future))
+        try:
+            await future
+        finally:
+            self._waiters = [(g, f) for g, f in self._waiters if f is not future]
+
+    @property
+    def count(self) -> int:
+        return sum(self._active.values())
+
+    def _done(self, generation: int) -> bool:
+        return all(g > generation for g in self._active)
+
+    def _wake(self) -> None:
+        for generation, future in self._waiters:
+            if not future.done() and self._done(generation):
+                future.set_result(None)
