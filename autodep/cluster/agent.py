@@ -74,7 +74,7 @@ class NodeAgent:
         self._service().apply(desired, view)
 
     async def stop(self, grace_period: float) -> None:
-        """Drain, stop the workers, close the site (the actor is killed afterwards)."""
+        """Drain, stop the workers, close the site (the controller then ends the actor)."""
         if self.service is not None:
             await self.service.shutdown(grace_period)
         if self._runner is not None:
