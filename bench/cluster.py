@@ -52,7 +52,13 @@ def write_models(directory: Path, placement: str = "", slow_min: int = 0) -> Pat
 
 
 def server_env(cluster: LocalCluster) -> dict[str, str]:
-    return {**cluster.env, "PYTHONPATH": os.getcwd(), "AUTODEP_LOG_LEVEL": "INFO"}
+    # The models as given: freezing would fold SlowColorNet's matmuls (weights only) away.
+    return {
+        **cluster.env,
+        "PYTHONPATH": os.getcwd(),
+        "AUTODEP_LOG_LEVEL": "INFO",
+        "AUTODEP_OPTIMIZE": "off",
+    }
 
 
 async def post(session: aiohttp.ClientSession, url: str) -> int:
