@@ -11,9 +11,9 @@ Ray actor call to the other node's agent, which serves it there and never
 forwards it again; the answer's tensors come back and are encoded here. When
 no node has a ready worker (scale-to-zero), the request goes where a worker can
 be cold-started: here if this node may run the model and has a free CPU, else
-the eligible node with the most free CPUs. A call to a node that died fails with a Ray error; the request
-is then retried on another node, and the node is avoided until the next view
-(by then the controller has usually dropped it).
+the eligible node with the most free CPUs. A call to a node that died fails
+with a Ray error; the request is then retried on another node, and the node is
+avoided until the next view (by then the controller has usually dropped it).
 
     request ─► Service.predict ─► ClusterService.infer ─┬─► here: the pool (memfd, socket)
                                                         └─► agent(node).infer.remote(item)
