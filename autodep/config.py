@@ -221,6 +221,7 @@ class ServerConfig(_Strict):
     repository_poll_s: float = Field(default=2.0, gt=0)
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
     grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
+    ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("optimize")

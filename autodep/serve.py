@@ -27,7 +27,7 @@ log = logging.getLogger("autodep")
 
 # (flag, type, help); the config field is the flag's name with underscores.
 SETTINGS: list[tuple[str, type, str]] = [
-    ("--host", str, "address to listen on (default 127.0.0.1)"),
+    ("--host", str, "address to listen on (default 127.0.0.1; with --ray, node: each node's own)"),
     ("--port", int, "port to listen on (default 8000; 0 picks a free one)"),
     ("--max-workers", int, "most worker processes per model (default: cores)"),
     ("--min-workers", int, "fewest workers kept alive per model (default 1)"),
@@ -55,6 +55,7 @@ SETTINGS: list[tuple[str, type, str]] = [
     ),
     ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
     ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
+    ("--ray", str, "serve on every node of this Ray cluster: its address, or auto (autodep[ray])"),
 ]
 
 
@@ -161,6 +162,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m autodep.serve
     )
     try:
         config = config_from_args(args)
+        if args.config is not None:
+            # Reads YAML only; Ray is imported below, and only for a cluster.
+            from autodep.cluster.config import load_cluster_section
+
+            cluster = load_cluster_section(args.config)
+            config = config.model_copy(update={"ray": config.ray or cluster.ray})
+        if config.ray is not None:
+            try:
+                from autodep.cluster.serve import serve_cluster
+            except ImportError as exc:
+                raise ConfigError(f"--ray needs Ray: pip install 'autodep[ray]' ({exc})") from None
+            placement = cluster.placement if args.config is not None else {}
+            return asyncio.run(serve_cluster(config, config.ray, placement))
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc.message}\n")
     return asyncio.run(serve(config))

@@ -58,6 +58,8 @@ class Service:
     `models` is a TorchScript file, a `ModelConfig`, or a list of them;
     `repository` is a model repository YAML; `config` a whole `ServerConfig`.
     Other keyword arguments are `ServerConfig` fields (max_workers=4, ...).
+    `autoscale=False` leaves the pools' sizes to the caller (`set_desired`), as
+    the cluster controller does (autodep.cluster).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Service:
         repository: str | Path | None = None,
         config: ServerConfig | None = None,
         launcher: Launcher | None = None,
+        autoscale: bool = True,
         **settings: Any,
     ) -> None:
         self.config = config or _server_config(models, labels, repository, settings)
@@ -84,6 +87,7 @@ class Service:
         self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
         self._executor: ThreadPoolExecutor | None = None
         self._autoscaler: Autoscaler | None = None
+        self._autoscale = autoscale
         self._accepting = False
         self.started_at: float | None = None
 
@@ -119,13 +123,14 @@ class Service:
         except BaseException:
             await self._close_pools()
             raise
-        self._autoscaler = Autoscaler(
-            self.repository.pools,  # a live view: versions come and go
-            budget=self.config.worker_budget,
-            tick_s=self.config.tick,
-        )
-        self.repository.autoscaler = self._autoscaler
-        self._autoscaler.start()
+        if self._autoscale:
+            self._autoscaler = Autoscaler(
+                self.repository.pools,  # a live view: versions come and go
+                budget=self.config.worker_budget,
+                tick_s=self.config.tick,
+            )
+            self.repository.autoscaler = self._autoscaler
+            self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
 

@@ -23,6 +23,7 @@ number of workers, so zero workers with no traffic stays at zero.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -112,14 +113,19 @@ def divide_budget(budget: int, claims: Mapping[str, Claim]) -> dict[str, int]:
     """
     shares = {name: min(claim.floor, claim.desired) for name, claim in claims.items()}
     left = budget - sum(shares.values())
+    order = {name: index for index, name in enumerate(claims)}  # ties: the first model listed
     for want in (_now, _desired):
-        while left > 0:
-            unmet = {n: want(c) - shares[n] for n, c in claims.items() if want(c) > shares[n]}
-            if not unmet:
-                break
-            name = max(unmet, key=unmet.__getitem__)  # ties: the first model listed
+        # The model that lacks the most on top: O(budget log models), for a cluster's budget.
+        heap = [
+            (shares[n] - want(c), order[n], n) for n, c in claims.items() if want(c) > shares[n]
+        ]
+        heapq.heapify(heap)
+        while left > 0 and heap:
+            lack, index, name = heapq.heappop(heap)
             shares[name] += 1
             left -= 1
+            if lack + 1 < 0:
+                heapq.heappush(heap, (lack + 1, index, name))
     return shares
 
 
