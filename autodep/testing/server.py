@@ -79,8 +79,8 @@ class ServerProcess:
     def _read_log(self) -> None:
         """Drain stderr all the time (a full pipe would block the server); pass on the URL."""
         assert self.process.stderr is not None
-        with self.log_path.open("w") as file:
-            for raw in self.process.stderr:
+        with self.process.stderr as stream, self.log_path.open("w") as file:
+            for raw in stream:
                 line = raw.decode(errors="replace").rstrip()
                 self.lines.append(line)
                 file.write(line + "\n")
