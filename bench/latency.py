@@ -161,27 +161,31 @@ async def time_http(
 
 
 async def measure(
-    predict: Predict, session: aiohttp.ClientSession, url: str, jpeg: bytes, args: Any
-) -> tuple[list[Round], list[Round]]:
-    """Per-round results of each side; the sides take turns going first."""
-    local_rounds, http_rounds = [], []
-    limit = args.budget / (2 * args.rounds)  # seconds per side per round
+    predict: Predict, session: aiohttp.ClientSession, urls: dict[str, str], jpeg: bytes, args: Any
+) -> tuple[list[Round], dict[str, list[Round]]]:
+    """Per-round results of in-process and of each server; the sides take turns going first."""
+    local_rounds: list[Round] = []
+    remote_rounds: dict[str, list[Round]] = {name: [] for name in urls}
+    limit = args.budget / ((1 + len(urls)) * args.rounds)  # seconds per side per round
     for round_no in range(args.rounds):
-        if round_no % 2 == 0:
-            local = time_in_process(predict, jpeg, args.requests, limit)
-            remote = await time_http(session, url, jpeg, args.requests, limit)
-        else:
-            remote = await time_http(session, url, jpeg, args.requests, limit)
-            local = time_in_process(predict, jpeg, args.requests, limit)
-        local_rounds.append(local)
-        http_rounds.append(remote)
+        sides = [None, *urls]  # None: in-process
+        for side in sides if round_no % 2 == 0 else sides[::-1]:
+            if side is None:
+                local_rounds.append(time_in_process(predict, jpeg, args.requests, limit))
+            else:
+                remote = await time_http(session, urls[side], jpeg, args.requests, limit)
+                remote_rounds[side].append(remote)
+        local = local_rounds[-1]
         print(
-            f"  round {round_no + 1} ({local.latency.n}+{remote.latency.n} requests): "
-            f"p50 in-process {ms(local.latency.median)} ms, "
-            f"HTTP {ms(remote.latency.median)} ms; mean model call in-process "
-            f"{ms(local.mean_model or 0)} ms, in the worker {_ms_or_na(remote.mean_model)} ms"
+            f"  round {round_no + 1}: p50 in-process {ms(local.latency.median)} ms "
+            f"(model call {ms(local.mean_model or 0)} ms), "
+            + ", ".join(
+                f"{name} {ms(rounds[-1].latency.median)} ms "
+                f"(model call {_ms_or_na(rounds[-1].mean_model)} ms)"
+                for name, rounds in remote_rounds.items()
+            )
         )
-    return local_rounds, http_rounds
+    return local_rounds, remote_rounds
 
 
 async def warm_up(
@@ -264,7 +268,8 @@ async def run(model: Path, jpeg: bytes, args: Any) -> tuple[list[Round], list[Ro
         predict = in_process(model, args.threads)
         async with aiohttp.ClientSession() as session:
             await warm_up(predict, session, url, jpeg, args.warmup)
-            return await measure(predict, session, url, jpeg, args)
+            local, remote = await measure(predict, session, {"HTTP": url}, jpeg, args)
+            return local, remote["HTTP"]
     finally:
         code = server.stop()
         print(f"server stopped with SIGTERM, exit code {code}")

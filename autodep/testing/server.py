@@ -38,9 +38,12 @@ ORPHAN_TIMEOUT = 10.0  # seconds for its children to follow it out
 class ServerProcess:
     """One autodep server; `url()` blocks until it serves, `stop()` until it is gone."""
 
-    def __init__(self, name: str, flags: Sequence[str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, flags: Sequence[str], log_path: Path, module: str = "autodep.serve"
+    ) -> None:
+        """`module`: another server with the same command line (`--port`) and log line."""
         self.name = name
-        self.command = [sys.executable, "-m", "autodep.serve", "--port", "0", *flags]
+        self.command = [sys.executable, "-m", module, "--port", "0", *flags]
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
