@@ -21,6 +21,7 @@ from tests.conftest import shm_entries
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 240.0  # seconds for one user suite: it boots forkservers (each imports torch)
+pytestmark = pytest.mark.timeout(2 * RUN_TIMEOUT)  # a test may run two user suites
 
 # Helpers of the user suites: tiny images and a record of the processes seen.
 HELPERS = """
