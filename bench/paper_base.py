@@ -11,12 +11,15 @@ writes its figures with `ctx.figure(...)` and returns Markdown and goals.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.common import make_jpeg, make_resnet18
+
+CORES = len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)
@@ -73,3 +76,20 @@ SECTIONS: list[Section] = []
 def register(section: Section) -> Section:
     SECTIONS.append(section)
     return section
+
+
+# -- for the sections' text --------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def span(values: set[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def load_note(why: str) -> str:
+    """A reason that is the shared machine's as much as the code's."""
+    return f"{why}; other jobs shared the {CORES} cores (the load averages in section 3)."
