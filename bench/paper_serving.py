@@ -82,8 +82,15 @@ def render_latency(ctx: Context, results: dict[str, Any]) -> Part:
     p50 = {s: statistics.median(r["latency"]["median"] for r in rs) for s, rs in results.items()}
     p90 = {s: statistics.median(r["latency"]["p90"] for r in rs) for s, rs in results.items()}
     base = p50["in-process"]
+    outside = {side: _outside_model(rounds) for side, rounds in results.items()}
     rows = [
-        [side, ms(p50[side]), ms(p90[side]), f"{(p50[side] - base) * 1e3:+.2f} ms"]
+        [
+            side,
+            ms(p50[side]),
+            ms(p90[side]),
+            f"{(p50[side] - base) * 1e3:+.2f} ms",
+            "—" if outside[side] is None else ms(outside[side]),
+        ]
         for side in results
     ]
     figure = paper_plots.bars(
@@ -105,21 +112,32 @@ def render_latency(ctx: Context, results: dict[str, Any]) -> Part:
         "`bench/latency.py`); the table gives the median over rounds of each round's p50 "
         "and p90.",
         "",
-        *table(["side", "p50", "p90", "p50 vs in-process"], rows),
+        *table(["side", "p50", "p90", "p50 vs in-process", "mean outside the model call"], rows),
+        "",
+        "The model call itself varies with the machine's load by more than the overhead "
+        "being judged, so it is also timed on each side (in-process directly; in autodep's "
+        "worker from its /metrics; the plain server does not say) and the last column is "
+        "the mean request time minus the mean model call: the steadier measure of what "
+        "serving adds.",
         "",
         f"![latency]({figure.name})",
     ]
+    # The goal is judged on the time outside the model call when both sides know it:
+    # the p50 difference carries the model call's own variance under load.
     overhead = (p50["autodep"] - base) * 1e3
+    measured = f"{overhead:+.2f} ms p50"
+    if outside["in-process"] is not None and outside["autodep"] is not None:
+        overhead = (outside["autodep"] - outside["in-process"]) * 1e3
+        measured = f"{overhead:+.2f} ms outside the model call ({measured})"
     goals = [
         Goal(
-            f"autodep p50 within {target:g} ms of in-process ({issue})",
-            f"{overhead:+.2f} ms",
+            f"autodep within {target:g} ms of in-process at one request ({issue})",
+            measured,
             overhead <= target,
             load_note(
                 "A request crosses two more thread hand-offs and a process boundary (queue, "
                 "shared memory, socket, the worker's wake-up) than the in-process call; on "
-                "a loaded machine each wake-up waits for a core, and the per-round "
-                "differences spread wider than the target"
+                "a loaded machine each wake-up waits for a core"
             ),
         )
         for issue, target in LATENCY_TARGETS_MS.items()
@@ -134,6 +152,12 @@ def render_latency(ctx: Context, results: dict[str, Any]) -> Part:
         )
     )
     return Part(lines, goals)
+
+
+def _outside_model(rounds: list[dict[str, Any]]) -> float | None:
+    """Median over rounds of (mean request - mean model call); None if not known."""
+    known = [r["mean"] - r["mean_model"] for r in rounds if r["mean_model"] is not None]
+    return statistics.median(known) if known and len(known) == len(rounds) else None
 
 
 # -- throughput ----------------------------------------------------------------------
