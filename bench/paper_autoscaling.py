@@ -14,7 +14,13 @@ from bench.report import table
 # -- autoscaling ---------------------------------------------------------------------
 
 EXPERIMENTS = "experiments"
-FIGURES = ("exp1_spike.png", "exp1_diurnal.png", "exp2_reaction.png", "exp3_cold.png")
+FIGURES = (
+    "exp1_spike.png",
+    "exp1_diurnal.png",
+    "exp2_reaction.png",
+    "exp3_cold.png",
+    "exp4_two_models.png",
+)
 
 
 def measure_autoscaling(ctx: Context) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def render_autoscaling(ctx: Context, results: dict[str, Any]) -> Part:
         "",
         f"![autoscaling]({figure.name})",
         "",
-        *(f"![{name}]({EXPERIMENTS}/{name})" for name in FIGURES if _exists(ctx, name)),
+        *(f"![{name}]({EXPERIMENTS}/{name})\n" for name in FIGURES if _exists(ctx, name)),
     ]
     served = results["reaction_served_s"]
     if served:

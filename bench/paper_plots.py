@@ -53,8 +53,8 @@ def bars(
     if log:
         _log_y(ax)
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    if len(series) > 1:
-        ax.legend(fontsize="small")
+    if len(series) > 1:  # beside the axes: bars may reach the top anywhere
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.savefig(path)
     return path
 
