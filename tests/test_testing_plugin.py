@@ -2,7 +2,10 @@
 
 Each test writes a small user suite into a fresh directory and runs it in a
 subprocess `pytest -p autodep.testing`; the suite reports the processes it saw
-(as JSON lines), so the test can check afterwards that none of them is left.
+and the shared-memory buffers (memfd inodes) they mapped, as JSON lines, so the
+test can check afterwards that none of them is left. (autodep's buffers are
+anonymous memfds, not /dev/shm files; other jobs on the machine change /dev/shm
+at any time, so it is not the place to look.)
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import psutil
 import pytest
 
 from tests import models
-from tests.conftest import shm_entries
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,14 @@ def get(url):
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
+def memfds(*pids):
+    # the inodes of the memfd buffers these processes map
+    found = set()
+    for pid in pids:
+        with open(f"/proc/{pid}/maps") as maps:
+            found |= {int(line.split()[4]) for line in maps if "memfd:" in line}
+    return sorted(found)
+
 def record(**seen):
     with open("seen.jsonl", "a") as file:
         file.write(json.dumps(seen) + "\\n")
@@ -60,12 +70,9 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    shm_before = shm_entries()
-    result = pytester.runpytest_subprocess(
+    return pytester.runpytest_subprocess(
         "-p", "autodep.testing", "-p", "no:cacheprovider", "-rs", *args, timeout=RUN_TIMEOUT
     )
-    assert shm_entries() - shm_before == set(), "shared memory outlived the user suite"
-    return result
 
 
 def seen(pytester: pytest.Pytester) -> list[dict[str, object]]:
@@ -73,16 +80,26 @@ def seen(pytester: pytest.Pytester) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def assert_gone(pids: list[int]) -> None:
+def assert_gone(pids: list[int], buffers: list[int]) -> None:
+    """None of the processes is alive, and no process maps any of the buffers."""
+    assert buffers, "the user suite saw no shared-memory buffer: nothing was checked"
     alive = [pid for pid in pids if psutil.pid_exists(pid)]
     assert alive == [], f"processes outlived the user suite: {alive}"
+    mapped = set()
+    for pid in psutil.pids():
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                mapped |= {int(line.split()[4]) for line in maps if "memfd:" in line}
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    assert mapped & set(buffers) == set(), "shared-memory buffers outlived the user suite"
 
 
 def test_server_fixture_serves_the_marked_model_and_leaves_nothing(suite):
     suite.makepyfile(
         test_user="""
         import pytest
-        from helpers import BLUE, RED, get, post, record
+        from helpers import BLUE, RED, get, memfds, post, record
 
         pytestmark = pytest.mark.autodep_model("colors.pt", max_workers=1, max_batch_size=4)
 
@@ -90,17 +107,19 @@ def test_server_fixture_serves_the_marked_model_and_leaves_nothing(suite):
             assert post(autodep_server.url + "/predict", RED)["predictions"][0]["label"] == "red"
             status = get(autodep_server.url + "/status")["models"]["colors"]
             assert status["max_workers"] == 1
-            record(server=autodep_server.pid, workers=[w["pid"] for w in status["workers"]])
+            workers = [w["pid"] for w in status["workers"]]
+            record(server=autodep_server.pid, workers=workers, memfds=memfds(*workers))
 
         def test_shares_the_server(autodep_server):
             assert post(autodep_server.url + "/predict", BLUE)["predictions"][0]["label"] == "blue"
-            record(server=autodep_server.pid, workers=[])
+            record(server=autodep_server.pid, workers=[], memfds=[])
 
         @pytest.mark.autodep_model("colors.pt", max_workers=2)
         def test_other_settings_other_server(autodep_server):
             status = get(autodep_server.url + "/status")["models"]["colors"]
             assert status["max_workers"] == 2
-            record(server=autodep_server.pid, workers=[w["pid"] for w in status["workers"]])
+            workers = [w["pid"] for w in status["workers"]]
+            record(server=autodep_server.pid, workers=workers, memfds=memfds(*workers))
         """
     )
     result = run(suite)
@@ -108,22 +127,26 @@ def test_server_fixture_serves_the_marked_model_and_leaves_nothing(suite):
     first, second, third = seen(suite)
     assert first["server"] == second["server"] != third["server"]
     assert first["workers"] and third["workers"]
-    assert_gone([first["server"], third["server"], *first["workers"], *third["workers"]])
+    pids = [first["server"], third["server"], *first["workers"], *third["workers"]]
+    assert_gone(pids, first["memfds"] + third["memfds"])
 
 
 def test_model_from_the_command_line_and_a_skip_without_one(suite):
     suite.makepyfile(
         test_user="""
-        from helpers import RED, post, record
+        from helpers import RED, get, memfds, post, record
 
         def test_predicts(autodep_server):
             assert post(autodep_server.url + "/predict", RED)["predictions"][0]["label"] == "red"
-            record(server=autodep_server.pid)
+            status = get(autodep_server.url + "/status")["models"]["colors"]
+            workers = [w["pid"] for w in status["workers"]]
+            record(server=autodep_server.pid, workers=workers, memfds=memfds(*workers))
         """
     )
     result = run(suite, "--autodep-model", "colors.pt")
     result.assert_outcomes(passed=1)
-    assert_gone([seen(suite)[0]["server"]])
+    (line,) = seen(suite)
+    assert_gone([line["server"], *line["workers"]], line["memfds"])
     result = run(suite)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no model to serve: give --autodep-model PATH*"])
@@ -135,30 +158,31 @@ def test_embedded_fixtures_in_either_asyncio_mode(suite, mode):
         test_user="""
         import os
         import pytest
-        from helpers import BLUE, RED, record
+        from helpers import BLUE, RED, memfds, record
 
         pytestmark = pytest.mark.autodep_model("colors.pt", max_workers=1)
 
         def test_blocking(autodep_blocking):
             assert autodep_blocking.predict(RED)["predictions"][0]["label"] == "red"
-            workers = autodep_blocking.status()["models"]["colors"]["workers"]
-            record(workers=[w["pid"] for w in workers])
+            workers = [w["pid"] for w in autodep_blocking.status()["models"]["colors"]["workers"]]
+            record(workers=workers, memfds=memfds(os.getpid(), *workers))
 
         @pytest.mark.asyncio
         async def test_async(autodep_service):
             result = await autodep_service.predict(BLUE, top_n=1)
             assert [p["label"] for p in result["predictions"]] == ["blue"]
-            workers = autodep_service.status()["models"]["colors"]["workers"]
-            record(workers=[w["pid"] for w in workers])
+            workers = [w["pid"] for w in autodep_service.status()["models"]["colors"]["workers"]]
+            record(workers=workers, memfds=memfds(os.getpid(), *workers))
         """
     )
     result = run(
         suite, "-o", f"asyncio_mode={mode}", "-o", "asyncio_default_fixture_loop_scope=function"
     )
     result.assert_outcomes(passed=2)
-    workers = [pid for line in seen(suite) for pid in line["workers"]]
+    lines = seen(suite)
+    workers = [pid for line in lines for pid in line["workers"]]
     assert len(workers) == 2
-    assert_gone(workers)
+    assert_gone(workers, [inode for line in lines for inode in line["memfds"]])
 
 
 def test_a_server_that_cannot_start_fails_the_test_with_its_log(suite):
