@@ -30,6 +30,7 @@ import asyncio
 import re
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,12 @@ class Round:
 
     latency: Summary
     mean: float  # mean request time, seconds
-    mean_model: float  # mean model call, seconds
-    parts: dict[str, float] | None = None  # server histograms' means, seconds (HTTP side)
+    mean_model: float | None  # mean model call, seconds (None: the server does not say)
+    parts: dict[str, float] | None = None  # an autodep server's histograms' means, seconds
 
     @property
-    def outside_model(self) -> float:
-        return self.mean - self.mean_model
+    def outside_model(self) -> float | None:
+        return None if self.mean_model is None else self.mean - self.mean_model
 
 
 def time_in_process(pipeline: InProcess, jpeg: bytes, count: int) -> Round:
@@ -91,20 +92,26 @@ def time_in_process(pipeline: InProcess, jpeg: bytes, count: int) -> Round:
 
 
 def histogram_totals(url: str) -> dict[tuple[str, str], float]:
-    """(histogram, "sum" | "count") -> value so far, from the server's /metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
+    """(histogram, "sum" | "count") -> value so far, from the server's /metrics (if it has one)."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError:
+        return {}
     return {(name, kind): float(value) for name, kind, value in HISTOGRAM.findall(text)}
 
 
 def part_means(
     before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
 ) -> dict[str, float]:
-    """Mean seconds per request of each part between two scrapes (one request per batch)."""
+    """Mean seconds per request of each part between two scrapes (one request per batch);
+    empty when the server keeps no such histograms."""
 
     def delta(key: tuple[str, str]) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
+    if not delta(("request_duration", "count")):
+        return {}
     return {name: delta((name, "sum")) / max(1.0, delta((name, "count"))) for name in PARTS}
 
 
@@ -124,37 +131,36 @@ async def time_http(url: str, jpeg: bytes, count: int) -> Round:
         raise RuntimeError(f"not every request answered 200: {result.statuses}")
     parts = part_means(before, histogram_totals(url))
     samples = result.latencies
-    return Round(Summary.of(samples), sum(samples) / count, parts["compute"], parts)
+    return Round(Summary.of(samples), sum(samples) / count, parts.get("compute"), parts or None)
 
 
 def measure(
-    pipeline: InProcess, url: str, jpeg: bytes, args: argparse.Namespace
-) -> tuple[list[Round], list[Round]]:
-    """Per-round results of each side; the sides take turns going first."""
+    pipeline: InProcess, urls: dict[str, str], jpeg: bytes, args: argparse.Namespace
+) -> tuple[list[Round], dict[str, list[Round]]]:
+    """Per-round results in-process and of each server; the sides take turns going first."""
     time_in_process(pipeline, jpeg, args.warmup)
-    asyncio.run(time_http(url, jpeg, args.warmup))
-    local_rounds, http_rounds = [], []
+    for url in urls.values():
+        asyncio.run(time_http(url, jpeg, args.warmup))
+    local_rounds: list[Round] = []
+    remote_rounds: dict[str, list[Round]] = {name: [] for name in urls}
+    sides: list[str | None] = [None, *urls]  # None: in-process
     for round_no in range(args.rounds):
-        if round_no % 2 == 0:
-            local = time_in_process(pipeline, jpeg, args.requests)
-            remote = asyncio.run(time_http(url, jpeg, args.requests))
-        else:
-            remote = asyncio.run(time_http(url, jpeg, args.requests))
-            local = time_in_process(pipeline, jpeg, args.requests)
-        local_rounds.append(local)
-        http_rounds.append(remote)
+        for side in sides if round_no % 2 == 0 else sides[::-1]:
+            if side is None:
+                local_rounds.append(time_in_process(pipeline, jpeg, args.requests))
+            else:
+                remote_rounds[side].append(asyncio.run(time_http(urls[side], jpeg, args.requests)))
         print(
-            f"  round {round_no + 1}: p50 in-process {ms(local.latency.median)} ms, HTTP "
-            f"{ms(remote.latency.median)} ms; model call in-process {ms(local.mean_model)} ms, "
-            f"in the worker {ms(remote.mean_model)} ms"
+            f"  round {round_no + 1}: p50 in-process {ms(local_rounds[-1].latency.median)} ms, "
+            + ", ".join(f"{n} {ms(r[-1].latency.median)} ms" for n, r in remote_rounds.items())
         )
-    return local_rounds, http_rounds
+    return local_rounds, remote_rounds
 
 
 def report(resize: int, local: list[Round], remote: list[Round]) -> None:
     p50 = median([r.latency.median for r in local]), median([r.latency.median for r in remote])
     p90 = median([r.latency.p90 for r in local]), median([r.latency.p90 for r in remote])
-    outside = median([r.outside_model for r in local]), median([r.outside_model for r in remote])
+    outside = _median_outside(local), _median_outside(remote)
     print(f"resnet18 at {resize}x{resize}, medians over {len(local)} rounds:")
     print_table(
         ["side", "p50 ms", "p90 ms", "mean outside the model call ms"],
@@ -177,6 +183,10 @@ def report(resize: int, local: list[Round], remote: list[Round]) -> None:
         f"{min(paired) * 1e3:+.2f} to {max(paired) * 1e3:+.2f} ms); target within "
         f"{TARGET_MS:g} ms: {'met' if overhead <= TARGET_MS else 'NOT met'}"
     )
+
+
+def _median_outside(rounds: list[Round]) -> float:
+    return median([r.outside_model for r in rounds if r.outside_model is not None])
 
 
 def breakdown(remote: list[Round]) -> None:
@@ -214,8 +224,8 @@ def main() -> None:
             flags = ["--config", str(repository), *SERVER_FLAGS]
             with ServerProcess(f"latency-{resize}", flags, log) as server:
                 url = server.url()
-                local, remote = measure(InProcess(config), url, jpeg, args)
-            report(resize, local, remote)
+                local, remote = measure(InProcess(config), {"HTTP": url}, jpeg, args)
+            report(resize, local, remote["HTTP"])
 
 
 if __name__ == "__main__":

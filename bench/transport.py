@@ -147,6 +147,23 @@ class PipeEcho:
 # -- measuring ----------------------------------------------------------------
 
 
+def make_tensor(batch: int) -> np.ndarray:
+    """What a batch of `batch` decoded images is: batch x 3 x 224 x 224 float32."""
+    return np.random.default_rng(0).standard_normal(
+        (batch, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32
+    )
+
+
+def make_echoes(context: multiprocessing.context.BaseContext) -> list[Echo]:
+    """autodep's transport and the baseline, each with its child running."""
+    shm = ShmEcho(context)
+    try:
+        return [shm, PipeEcho(context)]
+    except BaseException:
+        shm.close()
+        raise
+
+
 def time_round_trips(echo: Echo, array: np.ndarray, count: int) -> list[float]:
     samples = []
     for _ in range(count):
@@ -195,14 +212,12 @@ def report(echoes: list[Echo], summaries: list[Summary], nbytes: int) -> None:
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], PARAMS)
     print_header("transport: tensor round trip server -> worker -> server", args.mode)
-    array = np.random.default_rng(0).standard_normal(
-        (args.batch, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32
-    )
+    array = make_tensor(args.batch)
     print(f"tensor {array.shape} {array.dtype}, {array.nbytes / 1e6:.2f} MB each way")
     context = multiprocessing.get_context("spawn")
     echoes: list[Echo] = []
     try:
-        echoes = [ShmEcho(context), PipeEcho(context)]
+        echoes = make_echoes(context)
         for echo in echoes:
             check(echo, array, args.warmup)
         summaries = run(echoes, array, args.iterations, args.rounds)
