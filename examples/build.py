@@ -17,8 +17,10 @@ do 1.6 times the work.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -63,7 +65,9 @@ def build_all(
     started = time.monotonic()
     # Read by the example modules when a job process imports them.
     os.environ.setdefault("EXAMPLES_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+    ) as pool:
         running: dict[Future[dict], str] = {}
         while waiting or running:
             for name in list(waiting):
@@ -87,6 +91,11 @@ def _build(name: str, out: Path, quick: bool, force: bool) -> dict:
     entry = BUILDERS[name](out, quick=quick, force=force)
     print(f"== {name} done in {time.monotonic() - started:.0f}s", flush=True)
     return entry
+
+
+def _die_with_parent() -> None:
+    """A training process ends with the build, even when the build is killed (a timeout)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def main(argv: Sequence[str] | None = None) -> None:

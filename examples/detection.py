@@ -67,7 +67,7 @@ def make_model(min_size: int) -> torch.nn.Module:
 
 def load_backbone(model: torch.nn.Module, segmenter_path: Path) -> None:
     """Copy the MobileNetV3 layers of the exported ``deeplabv3`` model into ``model``."""
-    prefix = "net.backbone."
+    prefix = "backbone."  # the exported model is the plain torchvision segmenter
     state = load(segmenter_path).state_dict()
     layers = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
     model.backbone.body.load_state_dict(layers)
