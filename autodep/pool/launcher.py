@@ -35,7 +35,7 @@ from autodep.worker.spec import WorkerSpec
 PRELOAD = ["torch", "torchvision", "autodep.worker.main"]
 # Spins before an idle OpenMP thread blocks: long enough to bridge the gaps
 # between one model's ops, short enough that a waiting thread soon frees the core.
-OMP_SPIN_COUNT = "10000"
+OMP_SPIN_COUNT = "1000"
 OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
