@@ -12,6 +12,7 @@ import pytest
 
 from autodep import Autodep
 from autodep.errors import WorkerStartError
+from autodep.pool.handle import WorkerState
 from tests.conftest import RGB, image_bytes
 
 
@@ -200,3 +201,11 @@ async def test_health_routes(serve, color_model):
     server = await serve(color_model)
     assert await server.get("/v2/health/live") == (200, {"live": True})
     assert await server.get("/v2/health/ready") == (200, {"ready": True})
+
+
+async def test_settled_returns_once_the_desired_workers_are_ready(serve, color_model):
+    server = await serve(color_model, min_workers=1, max_workers=2, idle_timeout=60)
+    pool = server.service.model("colors").pool
+    pool.set_desired(2, "test")
+    await asyncio.wait_for(pool.settled(), timeout=60)
+    assert pool.count(WorkerState.IDLE, WorkerState.BUSY) == 2

@@ -73,6 +73,10 @@ class NodeAgent:
     async def apply(self, desired: dict[str, int], view: ClusterView) -> None:
         self._service().apply(desired, view)
 
+    async def settled(self) -> None:
+        """Return once every model here has the workers it was told to run ready (or failed)."""
+        await asyncio.gather(*(m.pool.settled() for m in self._service().models.values()))
+
     async def stop(self, grace_period: float) -> None:
         """Drain, stop the workers, close the site (the controller then ends the actor)."""
         if self.service is not None:

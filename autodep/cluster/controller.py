@@ -119,9 +119,13 @@ class Controller:
         deadline = time.monotonic() + timeout
         await self.step()
         while not self._ready():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the models' workers were not ready within {timeout:g} s")
-            await asyncio.sleep(self.config.tick / 4)  # a poll with a deadline: workers start
+            # Each node's pools say when the workers placed there are ready (or failed).
+            try:
+                await asyncio.wait_for(self._gather("settled"), deadline - time.monotonic())
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the models' workers were not ready within {timeout:g} s"
+                ) from None
             await self.step()
         self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -104,6 +104,7 @@ class ModelPool:
         self._workers: list[WorkerHandle] = []
         self._running: dict[WorkerHandle, list[Pending]] = {}  # the batch each busy worker has
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._settle_waiters: list[asyncio.Future[None]] = []  # see settled()
         self._closing = False
         self._drained = asyncio.Event()
         self._batch_timer: asyncio.TimerHandle | None = None
@@ -428,6 +429,22 @@ class ModelPool:
         self._workers.append(worker)
         return worker
 
+    async def settled(self) -> None:
+        """Return once as many workers are ready as are desired, or starting one has failed."""
+        while not self._closing and self.last_start_error is None:
+            if self.count(WorkerState.IDLE, WorkerState.BUSY) >= self.desired:
+                return
+            waiter = self._loop.create_future()
+            self._settle_waiters.append(waiter)
+            await waiter
+
+    def _wake_settle_waiters(self) -> None:
+        """A worker became ready, failed to start or left: settled() looks again."""
+        for waiter in self._settle_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._settle_waiters.clear()
+
     async def _start(self, worker: WorkerHandle) -> None:
         try:
             await worker.start()
@@ -439,6 +456,8 @@ class ModelPool:
             if worker.pid is None:  # no process was made, so no exit will remove it
                 self._workers.remove(worker)
             raise
+        finally:
+            self._wake_settle_waiters()
         self.last_start_error = None
         self._backoff = RESTART_BACKOFF[0]
         self.started += 1
@@ -458,6 +477,7 @@ class ModelPool:
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
         """A worker is gone (its sentinel fired and its socket ended, in either order)."""
         self._workers.remove(worker)
+        self._wake_settle_waiters()
         lost = self._running.pop(worker, None)
         error = WorkerError(
             f"model {self.name!r}: worker process died (exit code {worker.exitcode}) "
