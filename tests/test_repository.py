@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 import psutil
@@ -22,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests import models
 from tests.conftest import image_bytes
+from tests.triton_client import client, in_thread
 
 V2_LABELS = ("v2-red", "v2-green", "v2-blue")
 DEADLINE = 60.0  # seconds: generous bound for any state change on a busy machine
@@ -101,14 +100,14 @@ async def test_reload_with_a_new_file_while_requests_flow(serve, color_model, re
     answers: list[list[tuple[int, str]]] = [[] for _ in range(6)]
     flowing = asyncio.Event()
 
-    async def client(log):
+    async def keep_asking(log):
         # Until this client has been answered by the new version.
         while not log or log[-1][1] != "v2-blue":
             log.append(await label(server))
             if all(answers):
                 flowing.set()
 
-    clients = [asyncio.create_task(client(log)) for log in answers]
+    clients = [asyncio.create_task(keep_asking(log)) for log in answers]
     await asyncio.wait_for(flowing.wait(), DEADLINE)
     status, answer = await load(server, "colors", v2_entry(reversed_model))
     assert status == 200, answer
@@ -272,20 +271,6 @@ async def test_bad_load_requests_are_clear_400s(serve, color_model):
 
 
 # -- helpers -----------------------------------------------------------------
-
-# The Triton client blocks (gevent), and its greenlets must stay on one thread.
-TRITON_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton")
-
-
-def client(server) -> triton.InferenceServerClient:
-    return TRITON_THREAD.submit(
-        triton.InferenceServerClient, url=server.url.removeprefix("http://")
-    ).result()
-
-
-async def in_thread(function, *args, **kwargs):
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(TRITON_THREAD, partial(function, *args, **kwargs))
 
 
 def red_input():

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
 from tests.conftest import image_bytes
+from tests.triton_client import client, in_thread
 
 
 @pytest.fixture
 async def server(serve, color_model):
     return await serve(color_model, max_workers=1)
-
-
-# The Triton client blocks (gevent), and its greenlets must stay on one thread.
-TRITON_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton")
-
-
-def client(server) -> triton.InferenceServerClient:
-    return TRITON_THREAD.submit(
-        triton.InferenceServerClient, url=server.url.removeprefix("http://")
-    ).result()
-
-
-async def in_thread(function, *args, **kwargs):
-    """Call the blocking client off this test's event loop, where the server runs."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(TRITON_THREAD, partial(function, *args, **kwargs))
 
 
 async def test_server_and_model_metadata_and_readiness(server):
