@@ -1,4 +1,4 @@
-"""What `bench.experiments` leaves in its directory, and what the report reads back from it.
+"""What `research.experiments` leaves in its directory, and what the report reads back from it.
 
     DIR/experiments.json        how it ran (Facts): mode, command, model, servers, boot
                                 times, load averages, plan, calibration, rates, schedules,
@@ -8,7 +8,7 @@
     DIR/exp4-two-models/alternating/    (the /status polls) and scaling.json
 
 `load(DIR)` reads all of it back and derives what the report tabulates, so a
-report can be redone (`python -m bench.experiments --out DIR --report-only`).
+report can be redone (`python -m research.experiments --out DIR --report-only`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import results, stats, status
-from bench.records import RequestRecord, ServerSample
+from autodep.loadtest import results, stats
+from autodep.loadtest.records import RequestRecord, ServerSample
+from research import status
 
 FACTS = "experiments.json"
 CONFIG_NAMES = ("autoscaler", "fixed-1", "fixed-2")

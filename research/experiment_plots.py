@@ -1,4 +1,4 @@
-"""The figures of `bench.experiments` (matplotlib's object API, as in bench.plots).
+"""The figures of `research.experiments` (matplotlib's object API, as in autodep.loadtest.plots).
 
 pools_figure        per-second p99 latency against the SLO (top), and live
                     workers of each configuration against the offered load (bottom)
@@ -21,9 +21,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench import stats
-from bench.records import RequestRecord, ServerSample
-from bench.status import Poll, Reaction, live_series
+from autodep.loadtest import stats
+from autodep.loadtest.records import RequestRecord, ServerSample
+from research.status import Poll, Reaction, live_series
 
 WIDTH = 10.0
 DPI = 110

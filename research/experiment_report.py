@@ -1,6 +1,6 @@
-"""DIR/experiments.md: what `bench.experiments` measured, its figures, links to each run.
+"""DIR/experiments.md: what `research.experiments` measured, its figures, links to each run.
 
-`render(DIR)` reads the directory back (bench.experiment_data) and writes the
+`render(DIR)` reads the directory back (research.experiment_data) and writes the
 report and its figures, so it can be redone without running anything. Every
 number comes from the runs; the few sentences that interpret them are
 conditions checked here (budget kept or not, a reaction seen or not).
@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import experiment_data as data
-from bench import experiment_plots as plots
-from bench import stats
+from autodep.loadtest import stats
+from autodep.loadtest.report import table
 from bench.common import cpu_model
-from bench.experiment_data import Experiments, Run
-from bench.report import table
+from research import experiment_data as data
+from research import experiment_plots as plots
+from research.experiment_data import Experiments, Run
 
 REPORT = "experiments.md"
 SLO_WHY = (
@@ -61,7 +61,8 @@ def _header(x: Experiments) -> list[str]:
     lines = [
         f"# Autoscaling experiments ({f.mode})",
         "",
-        f"`python -m bench.experiments {' '.join(f.argv[1:])}`: {f.runtime_s / 60:.1f} min in all.",
+        f"`python -m research.experiments {' '.join(f.argv[1:])}`: "
+        f"{f.runtime_s / 60:.1f} min in all.",
         "",
         *table(
             ["", ""],

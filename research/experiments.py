@@ -1,6 +1,6 @@
 """The autoscaling experiments, end to end: real servers, the open-loop executor, one report.
 
-    python -m bench.experiments --out DIR [--quick] [--model PATH] [--threads-per-worker N]
+    python -m research.experiments --out DIR [--quick] [--model PATH] [--threads-per-worker N]
 
     servers   `python -m autodep.serve --port 0` subprocesses, all booted at the start (so
               every forkserver has imported torch before anything is timed), each stopped
@@ -41,16 +41,17 @@ from typing import Any
 
 import aiohttp
 
-from bench import executor, payloads, report, results, schedule, status
-from bench import experiment_data as data
-from bench import experiment_report as write
+from autodep.loadtest import executor, payloads, report, results, schedule
+from autodep.loadtest.records import NO_RESPONSE
+from autodep.loadtest.schedule import Choice, Request, Shape
 from bench.common import make_resnet18
-from bench.experiment_data import Calibration, ColdRep, Facts, Rates
-from bench.records import NO_RESPONSE
-from bench.schedule import Choice, Request, Shape
 from bench.server import ServerProcess, stop_all
+from research import experiment_data as data
+from research import experiment_report as write
+from research import status
+from research.experiment_data import Calibration, ColdRep, Facts, Rates
 
-log = logging.getLogger("bench.experiments")
+log = logging.getLogger("research.experiments")
 _BEGAN = time.monotonic()
 
 SLO_FACTOR = 10.0  # SLO = this x the single-request latency (see `experiment_report.SLO_WHY`)
@@ -504,7 +505,7 @@ async def run_all(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.experiments",
+        prog="python -m research.experiments",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("--out", type=Path, required=True, help="directory for everything")

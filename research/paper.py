@@ -1,6 +1,6 @@
 """The project's report: run (or reuse) the benchmarks, write DIR/report.md with its figures.
 
-    python -m bench.paper --out docs/report [--quick] [--reuse] [--only NAME ...]
+    python -m research.paper --out docs/report [--quick] [--reuse] [--only NAME ...]
 
 Each section is a small registered `Section` (bench/paper_sections.py): `measure`
 runs its benchmark and returns JSON-able results, saved to DIR/data/NAME.json;
@@ -35,9 +35,9 @@ from typing import Any
 
 import psutil
 
+from autodep.loadtest.report import table
 from bench.common import cpu_model
-from bench.paper_base import SECTIONS, Context, Part, Section
-from bench.report import table
+from research.paper_base import SECTIONS, Context, Part, Section
 
 REPORT = "report.md"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -154,7 +154,7 @@ def _commit() -> str:
 def method(argv: Sequence[str], runs: dict[str, dict[str, Any] | None]) -> list[str]:
     lines = ["## 3. Method", "", *table(["", ""], machine()), ""]
     lines += [
-        f"Made by `python -m bench.paper {' '.join(argv)}`. Every figure below is a "
+        f"Made by `python -m research.paper {' '.join(argv)}`. Every figure below is a "
         "comparison measured in one run, its sides taking turns (or alternating rounds), "
         "because the machine is **shared and noisy**: other jobs ran on the same two cores "
         "(the load averages below), so absolute times move from run to run by more than "
@@ -213,13 +213,13 @@ def missed(parts: dict[str, Part]) -> list[str]:
 def render(
     argv: Sequence[str], parts: dict[str, Part], runs: dict[str, dict[str, Any] | None]
 ) -> str:
-    from bench import paper_text
+    from research import paper_text
 
     lines = [
         "# autodep: automatic, elastic deployment of PyTorch models — the report",
         "",
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {cpu_model()} "
-        f"by `python -m bench.paper {' '.join(argv)}`; regenerate it the same way on "
+        f"by `python -m research.paper {' '.join(argv)}`; regenerate it the same way on "
         "another machine to get that machine's figures.",
         "",
         "**Goals at a glance**",
@@ -258,7 +258,7 @@ def pdf(report: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench import paper_sections  # noqa: F401  (registers the sections)
+    from research import paper_sections  # noqa: F401  (registers the sections)
 
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

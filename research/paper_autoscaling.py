@@ -1,4 +1,4 @@
-"""Report section on autoscaling: `python -m bench.experiments`, its headline numbers."""
+"""Report section on autoscaling: `python -m research.experiments`, its headline numbers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 import sys
 from typing import Any
 
-from bench import paper_plots
-from bench.paper_base import Context, Goal, Part
-from bench.report import table
+from autodep.loadtest.report import table
+from research import paper_plots
+from research.paper_base import Context, Goal, Part
 
 # -- autoscaling ---------------------------------------------------------------------
 
@@ -24,11 +24,11 @@ FIGURES = (
 
 
 def measure_autoscaling(ctx: Context) -> dict[str, Any]:
-    """`python -m bench.experiments` into DIR/experiments; the headline numbers of its data."""
-    from bench import experiment_data
+    """`python -m research.experiments` into DIR/experiments; the headline numbers of its data."""
+    from research import experiment_data
 
     directory = ctx.out / EXPERIMENTS
-    command = [sys.executable, "-m", "bench.experiments", "--out", str(directory)]
+    command = [sys.executable, "-m", "research.experiments", "--out", str(directory)]
     subprocess.run([*command, *(["--quick"] if ctx.quick else [])], check=True)
     found = experiment_data.load(directory)
     pools = {
@@ -81,7 +81,7 @@ def render_autoscaling(ctx: Context, results: dict[str, Any]) -> Part:
         {c: [pools[k].get(c, {}).get("slo", 0) * 100 for k in kinds] for c in configs},
     )
     lines = [
-        f"`python -m bench.experiments` ({results['mode']}, {results['runtime_s'] / 60:.1f} "
+        f"`python -m research.experiments` ({results['mode']}, {results['runtime_s'] / 60:.1f} "
         "min): an open-loop load generator replays seeded schedules against real servers, "
         "the autoscaler (min 0, max 2 workers) against fixed pools of 1 and 2; the SLO is "
         "10 x the single-request latency calibrated in the same run. Its own report, with "

@@ -5,7 +5,7 @@ Add a section by registering one (see bench/paper_sections.py):
     register(Section("name", "Title", measure, render, module="bench.name", how="..."))
 
 `measure(ctx) -> dict` runs the bench and returns JSON-able results (saved by
-bench.paper, so `--reuse` can render them again); `render(ctx, results) -> Part`
+research.paper, so `--reuse` can render them again); `render(ctx, results) -> Part`
 writes its figures with `ctx.figure(...)` and returns Markdown and goals.
 """
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench.paper_base import Context, Part
+from research.paper_base import Context, Part
 
 Measure = Callable[[Context], dict[str, Any]]
 Render = Callable[[Context, dict[str, Any]], Part]

@@ -8,9 +8,10 @@ import statistics
 from dataclasses import asdict
 from typing import Any
 
-from bench import paper_plots, startup, transport
-from bench.paper_base import CORES, Context, Goal, Part, load_note
-from bench.report import table
+from autodep.loadtest.report import table
+from bench import startup, transport
+from research import paper_plots
+from research.paper_base import CORES, Context, Goal, Part, load_note
 
 READY_TARGET_S = startup.READY_TARGET_S
 

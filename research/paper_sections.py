@@ -8,11 +8,16 @@ someone gives them a section of their own.
 
 from __future__ import annotations
 
-from bench.paper_autoscaling import measure_autoscaling, render_autoscaling
-from bench.paper_base import Section, register
-from bench.paper_external import external
-from bench.paper_process import measure_startup, measure_transport, render_startup, render_transport
-from bench.paper_serving import (
+from research.paper_autoscaling import measure_autoscaling, render_autoscaling
+from research.paper_base import Section, register
+from research.paper_external import external
+from research.paper_process import (
+    measure_startup,
+    measure_transport,
+    render_startup,
+    render_transport,
+)
+from research.paper_serving import (
     measure_latency,
     measure_throughput,
     render_latency,
@@ -53,7 +58,7 @@ for _section in (
         "Autoscaling",
         measure_autoscaling,
         render_autoscaling,
-        module="bench.experiments",
+        module="research.experiments",
         how="seeded open-loop schedules: autoscaler vs fixed pools of 1 and 2",
     ),
 ):

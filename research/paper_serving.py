@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from bench import latency, paper_plots, throughput
+from autodep.loadtest.report import table
+from bench import latency, throughput
 from bench.common import InProcess, model_config
 from bench.loadgen import post_loop
-from bench.paper_base import Context, Goal, Part, load_note, ms, span
-from bench.report import table
 from bench.server import ServerProcess, stop_all
+from research import paper_plots
+from research.paper_base import Context, Goal, Part, load_note, ms, span
 
 LATENCY_TARGETS_MS = {"issue 11": 1.0}  # HTTP p50 over in-process p50
 AUTODEP_FLAGS = ["--optimize", "off"]  # the file as given, as in-process; otherwise the defaults

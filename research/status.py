@@ -1,6 +1,6 @@
 """The server's own account of scaling: /status polled several times a second.
 
-/metrics (bench.capture) counts workers by state; /status names them. Polled
+/metrics (autodep.loadtest.capture) counts workers by state; /status names them. Polled
 every `interval` seconds it gives, per worker process (pid), when it was first
 seen, first ready (idle or busy) and first had served a request, and the
 autoscaler's decisions with their wall-clock time (`scaling[].at`, `time.time()`).

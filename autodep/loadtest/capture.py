@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.records import ServerSample
+from autodep.loadtest.records import ServerSample
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,20 @@
-"""Load tests against a running autodep server.
+"""`autodep loadtest`: seeded request schedules, sent open loop to a running server.
 
-    python -m bench make poisson --rate 10 --duration 20 --out load/poisson.jsonl
-    python -m bench make spike --rate 5 --peak 40 --at 8 --width 3 --duration 20 --out spike.jsonl
-    python -m bench make replay --from trace.csv --out load/replay.jsonl
-    python -m bench run load/poisson.jsonl --url http://127.0.0.1:8000 --out results/poisson
-    python -m bench report results/poisson [--slo-ms 200]
-    python -m bench compare results/autoscale results/fixed --out results/compare
+    autodep loadtest make poisson --rate 10 --duration 20 --out load/poisson.jsonl
+    autodep loadtest make spike --rate 5 --peak 40 --at 8 --width 3 --duration 20 --out spike.jsonl
+    autodep loadtest make replay --from trace.csv --out load/replay.jsonl
+    autodep loadtest run load/poisson.jsonl --url http://127.0.0.1:8000 --out results/poisson
+    autodep loadtest report results/poisson [--slo-ms 200]
+    autodep loadtest compare results/autoscale results/fixed --out results/compare
 
-The micro-benchmarks are separate modules: python -m bench.transport, .startup, .latency;
-python -m bench.experiments runs the autoscaling experiments end to end (servers included).
+`make` needs only autodep; `run`, `report` and `compare` draw figures and show a
+progress bar, with the `loadtest` extra: pip install 'autodep[loadtest]'.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,18 +22,41 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import executor, payloads, report, results, schedule
+from autodep.loadtest import payloads, results, schedule
+
+EXTRA = "loadtest"
+EXTRA_MODULES = ("matplotlib", "tqdm")  # the figures and the progress bar
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "autodep loadtest") -> int:
+    args = _parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         args.command(args)
     except ValueError as error:  # bad option values, unreadable schedules or traces
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except MissingExtra as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+class MissingExtra(Exception):
+    """A command needs a package of the `loadtest` extra that is not installed."""
+
+
+def _require_extra() -> None:
+    missing = []
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingExtra(
+            f"this command needs {' and '.join(missing)}: pip install 'autodep[{EXTRA}]'"
+        )
 
 
 # -- commands ----------------------------------------------------------------------
@@ -79,6 +103,10 @@ def make(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    _require_extra()
+    # Imported here, not at the top: they need the optional extra, which `make` does not.
+    from autodep.loadtest import executor, report
+
     requests = schedule.load(args.file)
     bodies = payloads.load_bodies((r.payload for r in requests), args.file.parent)
     config = executor.RunConfig(
@@ -112,6 +140,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def rerender(args: argparse.Namespace) -> None:
+    _require_extra()
+    from autodep.loadtest import report
+
     saved = results.load(args.dir)
     run_info = saved.summary.get("run", {"label": args.dir.name})
     slo_ms = args.slo_ms if args.slo_ms is not None else saved.summary.get("slo_ms", 100.0)
@@ -120,11 +151,16 @@ def rerender(args: argparse.Namespace) -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
+    _require_extra()
+    from autodep.loadtest import report
+
     path = report.write_comparison(args.out, [results.load(d) for d in args.dirs])
     print(path)
 
 
 def _print_summary(directory: Path, summary: dict[str, Any]) -> None:
+    from autodep.loadtest import report
+
     rows = report.ROWS
     width = max(len(name) for name, _ in rows)
     for name, cell in rows:
@@ -135,9 +171,9 @@ def _print_summary(directory: Path, summary: dict[str, Any]) -> None:
 # -- options -----------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog=prog,
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
@@ -239,7 +275,3 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
     p.add_argument("--out", type=Path, required=True)
     return parser
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,10 +24,10 @@ from urllib.parse import quote
 import aiohttp
 from tqdm import tqdm
 
-from bench.capture import Scraper
-from bench.payloads import DEFAULT, Body
-from bench.records import NO_RESPONSE, OK, RequestRecord, ServerSample
-from bench.schedule import Request
+from autodep.loadtest.capture import Scraper
+from autodep.loadtest.payloads import DEFAULT, Body
+from autodep.loadtest.records import NO_RESPONSE, OK, RequestRecord, ServerSample
+from autodep.loadtest.schedule import Request
 
 LEAD_S = 0.5  # from the start of the run to t = 0: the scraper's first look at an idle server
 ERROR_CHARS = 300  # error text kept per request

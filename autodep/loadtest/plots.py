@@ -20,8 +20,8 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from bench import stats
-from bench.records import NO_RESPONSE, OK, RequestRecord, ServerSample
+from autodep.loadtest import stats
+from autodep.loadtest.records import NO_RESPONSE, OK, RequestRecord, ServerSample
 
 SIZE = (10.0, 4.5)
 DPI = 110

@@ -2,7 +2,7 @@
 
 `write_run` and `write_comparison` do the whole job (statistics, files, figures,
 Markdown); the Markdown itself comes from the summary alone (summary.json:
-`bench.stats.summarize` plus a "run" section), so it can be redone from a saved
+`autodep.loadtest.stats.summarize` plus a "run" section), so it can be redone from a saved
 run directory.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import plots, results, stats
-from bench.records import RequestRecord, ServerSample
+from autodep.loadtest import plots, results, stats
+from autodep.loadtest.records import RequestRecord, ServerSample
 
 Summary = dict[str, Any]
 REPORT = "report.md"
@@ -196,7 +196,7 @@ def _describe(meta: dict[str, Any]) -> str:
         return ""
     if meta.get("kind") == "replay":
         parts = [f"replay of `{meta.get('source')}`", f"speed {meta.get('speed', 1):g}"]
-    elif meta.get("kind") == "composite":  # pieces one after another (bench.experiments)
+    elif meta.get("kind") == "composite":  # pieces one after another (research.experiments)
         parts = [f"composite: {meta.get('description', '')}", f"{meta.get('duration', 0):g} s"]
         parts.append(f"{meta.get('arrivals')} arrivals")
     else:

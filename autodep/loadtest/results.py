@@ -2,9 +2,9 @@
 
 DIR/requests.csv   one RequestRecord per request
 DIR/server.csv     one ServerSample per model per scrape (absent with --no-scrape)
-DIR/summary.json   {"run": how it was run, ...bench.stats.summarize()}
-DIR/*.png          bench.plots
-DIR/report.md      bench.report
+DIR/summary.json   {"run": how it was run, ...autodep.loadtest.stats.summarize()}
+DIR/*.png          autodep.loadtest.plots
+DIR/report.md      autodep.loadtest.report
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.records import RequestRecord, ServerSample, read_csv, write_csv
+from autodep.loadtest.records import RequestRecord, ServerSample, read_csv, write_csv
 
 REQUESTS = "requests.csv"
 SERVER = "server.csv"

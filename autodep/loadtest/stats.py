@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.records import NO_RESPONSE, RequestRecord, ServerSample
+from autodep.loadtest.records import NO_RESPONSE, RequestRecord, ServerSample
 
 QUANTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}
 

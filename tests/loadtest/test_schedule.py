@@ -1,4 +1,4 @@
-"""bench.schedule: rate shapes, arrivals, the model/payload mix, schedule files."""
+"""autodep.loadtest.schedule: rate shapes, arrivals, the model/payload mix, schedule files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import schedule
-from bench.schedule import Choice, Picker, Request, Shape
+from autodep.loadtest import schedule
+from autodep.loadtest.schedule import Choice, Picker, Request, Shape
 
 
 def times_of(requests: list[Request]) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""bench.stats on hand-made records, and the pure parts around it: the /metrics
-parser (bench.capture), the CSV records and the Markdown report."""
+"""autodep.loadtest.stats on hand-made records, and the pure parts around it: the /metrics
+parser (autodep.loadtest.capture), the CSV records and the Markdown report."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import report, stats
-from bench.capture import Scrape, parse_metrics, to_sample
-from bench.records import RequestRecord, ServerSample, read_csv, write_csv
+from autodep.loadtest import report, stats
+from autodep.loadtest.capture import Scrape, parse_metrics, to_sample
+from autodep.loadtest.records import RequestRecord, ServerSample, read_csv, write_csv
 
 
 def req(
