@@ -18,7 +18,7 @@ from autodep.loadtest import stats
 from autodep.loadtest.report import table
 from bench.common import cpu_model
 from research import experiment_data as data
-from research import experiment_plots as plots
+from research import plots
 from research.experiment_data import Experiments, Run
 
 REPORT = "experiments.md"

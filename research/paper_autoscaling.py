@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from autodep.loadtest.report import table
-from research import paper_plots
+from research import plots
 from research.paper_base import Context, Goal, Part
 
 # -- autoscaling ---------------------------------------------------------------------
@@ -73,7 +73,7 @@ def render_autoscaling(ctx: Context, results: dict[str, Any]) -> Part:
     ]
     kinds = list(pools)
     configs = sorted({c for configs in pools.values() for c in configs})
-    figure = paper_plots.bars(
+    figure = plots.bars(
         ctx.figure("autoscaling.png"),
         f"SLO attainment (share answered within {slo:g} ms)",
         "%",

@@ -10,7 +10,7 @@ from typing import Any
 
 from autodep.loadtest.report import table
 from bench import startup, transport
-from research import paper_plots
+from research import plots
 from research.paper_base import CORES, Context, Goal, Part, load_note
 
 READY_TARGET_S = startup.READY_TARGET_S
@@ -56,7 +56,7 @@ def render_transport(ctx: Context, results: dict[str, Any]) -> Part:
                 f"{2 * r['bytes'] / r[shm]['median'] / 1e9:.2f}",
             ]
         )
-    figure = paper_plots.bars(
+    figure = plots.bars(
         ctx.figure("transport.png"),
         "Tensor round trip server → worker → server (median, whisker to p90)",
         "µs",
@@ -111,7 +111,7 @@ def render_startup(ctx: Context, results: dict[str, Any]) -> Part:
     fork, spawn = medians["forkserver"], medians["spawn"]
     rows = [[method, *(f"{v[m]:.3f}" for m in milestones)] for method, v in medians.items()]
     rows.append(["spawn / forkserver", *(f"{spawn[m] / fork[m]:.1f}x" for m in milestones)])
-    figure = paper_plots.bars(
+    figure = plots.bars(
         ctx.figure("startup.png"),
         "Worker start, resnet18 (median seconds from the start request)",
         "s",

@@ -20,7 +20,7 @@ from bench import latency, throughput
 from bench.common import InProcess, model_config
 from bench.loadgen import post_loop
 from bench.server import ServerProcess, stop_all
-from research import paper_plots
+from research import plots
 from research.paper_base import Context, Goal, Part, load_note, ms, span
 
 LATENCY_TARGETS_MS = {"issue 11": 1.0}  # HTTP p50 over in-process p50
@@ -87,7 +87,7 @@ def render_latency(ctx: Context, results: dict[str, Any]) -> Part:
         ]
         for side in results
     ]
-    figure = paper_plots.bars(
+    figure = plots.bars(
         ctx.figure("latency.png"),
         "One request at a time, resnet18: p50 (bar), p90 (whisker), rounds (dots)",
         "ms",
@@ -211,7 +211,7 @@ def render_throughput(ctx: Context, results: dict[str, Any]) -> Part:
                 f"{p['p50_s'] * 1e3:.0f} / {p['p99_s'] * 1e3:.0f}",
             ]
         )
-    rate = paper_plots.lines(
+    rate = plots.lines(
         ctx.figure("throughput.png"),
         "Throughput, closed loop, resnet18",
         "concurrent clients",
@@ -220,7 +220,7 @@ def render_throughput(ctx: Context, results: dict[str, Any]) -> Part:
         {name: [loads[name][str(c)]["per_s"] for c in concurrencies] for name in loads},
         levels={f"in-process limit ({limit:.1f})": limit},
     )
-    tail = paper_plots.lines(
+    tail = plots.lines(
         ctx.figure("latency_under_load.png"),
         "Latency under load (p50 solid, p99 dashed)",
         "concurrent clients",

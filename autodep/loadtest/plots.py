@@ -62,7 +62,7 @@ def plot_comparison(
             share = np.arange(1, len(latencies) + 1) / len(records)  # of all requests
             ax.step(latencies, share, where="post", label=label)
     ax.set(xlabel="latency (ms)", ylabel="share of requests answered 200")
-    _log_scale(ax, "x")
+    log_scale(ax, "x")
     ax.set_title("Latency distribution (failed requests never reach the top)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best")
@@ -103,7 +103,7 @@ def _latency(records: Sequence[RequestRecord], slo_ms: float, duration: float) -
     ax.axhline(slo_ms, color="tab:red", linestyle="--", linewidth=1, label=f"SLO {slo_ms:g} ms")
     latencies = [r.latency_s * 1e3 for r in records if r.latency_s > 0]
     if latencies and max(latencies) / max(min(latencies), 1e-3) > 20:
-        _log_scale(ax)
+        log_scale(ax)
     ax.set(xlabel="send time (s)", ylabel="latency (ms)", title="Latency of each request")
     ax.grid(True, which="both", alpha=0.3)
     load = _load_axis(ax, records, duration, served=False)
@@ -182,8 +182,8 @@ def _figure() -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def _log_scale(ax: Axes, which: Literal["x", "y"] = "y") -> None:
-    """A log axis labelled 1, 2, 5, 10, 20, 50, ... rather than 2x10^1."""
+def log_scale(ax: Axes, which: Literal["x", "y"] = "y") -> None:
+    """A log axis labelled 1, 2, 5, 10, 20, 50, ... rather than 2x10^1 (research/ too)."""
     axis: Axis
     if which == "y":
         ax.set_yscale("log")
@@ -197,8 +197,8 @@ def _log_scale(ax: Axes, which: Literal["x", "y"] = "y") -> None:
 
 
 def _leading(value: float) -> int:
-    """The first digit of a positive number (2 for 0.02, 200, 250)."""
-    return int(value / 10 ** np.floor(np.log10(value)) + 1e-9)
+    """The first digit of a positive number (2 for 0.02, 200, 250); 0 for 0."""
+    return int(value / 10 ** np.floor(np.log10(value)) + 1e-9) if value > 0 else 0
 
 
 def _load_axis(ax: Axes, records: Sequence[RequestRecord], duration: float, served: bool) -> Axes:

@@ -1,4 +1,7 @@
-"""The figures of `research.experiments` (matplotlib's object API, as in autodep.loadtest.plots).
+"""The figures of the experiments and of the report (matplotlib's object API, Agg),
+on the axis helpers of the load tool's figures (autodep.loadtest.plots).
+
+Experiments (`research.experiments`):
 
 pools_figure        per-second p99 latency against the SLO (top), and live
                     workers of each configuration against the offered load (bottom)
@@ -7,11 +10,15 @@ reaction_figure     workers (live, busy, desired) polled from /status around
 cold_figure         the cold request against the warm ones, per repetition
 alternating_figure  two models' live workers (stacked, against the shared budget)
                     and offered loads (top), and each request's latency (bottom)
+
+The report (`research.paper`), small PNGs:
+bars                grouped bars, with whiskers or dots
+lines               one line per series over a log-2 x axis, with levels
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,11 +29,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from autodep.loadtest import stats
+from autodep.loadtest.plots import log_scale
 from autodep.loadtest.records import RequestRecord, ServerSample
 from research.status import Poll, Reaction, live_series
 
 WIDTH = 10.0
 DPI = 110
+REPORT_SIZE = (7.0, 3.4)  # the report's bars and lines
+REPORT_DPI = 100
 LOAD_COLOUR = "tab:purple"
 CONFIG_STYLES = {  # label prefix → (colour, line style, width)
     "autoscaler": ("tab:blue", "-", 2.2),
@@ -83,7 +93,7 @@ def pools_figure(
                 label=f"{run.label} live workers",
             )
     top.axhline(slo_ms, color="tab:red", linewidth=1, label=f"SLO {slo_ms:g} ms")
-    _log_y(top)
+    log_scale(top)
     low, high = top.get_ylim()
     top.set_ylim(low, high * 2.5)  # headroom for the failure marks along the top
     top.set(ylabel="p99 latency of 200s (ms)", title=title)
@@ -196,7 +206,7 @@ def cold_figure(path: Path, points: Sequence[ColdPoint]) -> Path:
             label="warm: the requests after it" if i == 0 else None,
         )
     ax.set_xticks(x, [p.label for p in points])
-    _log_y(ax)
+    log_scale(ax)
     ax.set(
         xlabel="repetition",
         ylabel="latency (ms)",
@@ -285,11 +295,93 @@ def alternating_figure(
                 label=f"{m}: failed",
             )
     bottom.axhline(slo_ms, color="tab:red", linewidth=1, label=f"SLO {slo_ms:g} ms")
-    _log_y(bottom)
+    log_scale(bottom)
     bottom.set(xlabel="send time (s)", ylabel="latency (ms)")
     bottom.grid(True, which="both", alpha=0.3)
     _legend(bottom, where="lower")
     return _save(fig, path)
+
+
+# -- the report's figures ---------------------------------------------------------
+
+
+def bars(
+    path: Path,
+    title: str,
+    ylabel: str,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    upper: Mapping[str, Sequence[float]] | None = None,
+    points: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    log: bool = False,
+) -> Path:
+    """One bar per (group, series); `upper`: a whisker up to it (e.g. p90); `points`: dots."""
+    fig = Figure(figsize=REPORT_SIZE, dpi=REPORT_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, (name, values) in enumerate(series.items()):
+        offset = x - 0.4 + width * (i + 0.5)
+        heights = np.asarray(values, dtype=float)
+        ax.bar(offset, heights, width * 0.9, label=name, color=f"C{i}", alpha=0.85)
+        if upper and name in upper:
+            tops = np.asarray(upper[name], dtype=float)
+            ax.errorbar(
+                offset,
+                heights,
+                yerr=[np.zeros_like(heights), np.maximum(tops - heights, 0)],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                linewidth=1,
+            )
+        if points and name in points:
+            for j, dots in enumerate(points[name]):
+                ax.plot([offset[j]] * len(dots), dots, "k.", markersize=4, alpha=0.6)
+    ax.set_xticks(x, list(groups))
+    ax.set(ylabel=ylabel, title=title)
+    if log:
+        log_scale(ax)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    if len(series) > 1:  # beside the axes: bars may reach the top anywhere
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.savefig(path)
+    return path
+
+
+def lines(
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    levels: Mapping[str, float] | None = None,
+    log_y: bool = False,
+) -> Path:
+    """One line per series over `x` (log 2 axis), dashed horizontal `levels`."""
+    fig = Figure(figsize=REPORT_SIZE, dpi=REPORT_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, values) in enumerate(series.items()):
+        ys = [np.nan if v is None else v for v in values]
+        style = "--" if "p99" in name else "-"
+        ax.plot(x, ys, style, marker="o", label=name, color=f"C{i // 2 if log_y else i}")
+    for j, (name, level) in enumerate((levels or {}).items()):
+        ax.axhline(level, color="gray", linestyle=":" if j else "--", label=name)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xticks(list(x))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if log_y:
+        log_scale(ax)
+    else:
+        ax.set_ylim(bottom=0)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path)
+    return path
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -317,20 +409,6 @@ def _offered(ax: Axes, records: Sequence[RequestRecord], duration: float) -> Axe
     load.set_ylabel("offered requests per second", color=LOAD_COLOUR)
     load.set_ylim(0, max(1, int(offered.max(initial=0))) * 1.6)
     return load
-
-
-def _log_y(ax: Axes) -> None:
-    """A log axis labelled 100, 200, 500, 1000 rather than 10^2, 2x10^2."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(
-        FuncFormatter(lambda v, _: f"{v:g}" if _leading(v) in (2, 5) else "")
-    )
-    ax.tick_params(axis="y", which="minor", labelsize="small")
-
-
-def _leading(value: float) -> int:
-    return int(value / 10 ** np.floor(np.log10(value)) + 1e-9) if value > 0 else 0
 
 
 def _legend(
