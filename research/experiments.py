@@ -127,7 +127,7 @@ def choose_rates(cal: Calibration) -> Rates:
 async def load_run(
     url: str, path: Path, label: str, directory: Path, slo_ms: float
 ) -> dict[str, Any]:
-    """`python -m bench run` through the executor's API, plus a /status poller."""
+    """`autodep loadtest run` through the executor's API, plus a /status poller."""
     requests = schedule.load(path)
     bodies = payloads.load_bodies((r.payload for r in requests), path.parent)
     meta = schedule.load_meta(path)
