@@ -1,6 +1,6 @@
 """The report's building blocks: a `Section` measures, saves and renders one part.
 
-Add a section by registering one (see bench/paper_sections.py):
+Add a section by registering one (see research/paper_sections.py):
 
     register(Section("name", "Title", measure, render, module="bench.name", how="..."))
 
