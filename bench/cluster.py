@@ -220,9 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         if "latency" in parts:
-            print(
-                "## c=1 latency (ms), ColorNet, a 224x224 JPEG (loadtest default_jpeg)\n"
-            )
+            print("## c=1 latency (ms), ColorNet, a 224x224 JPEG (loadtest default_jpeg)\n")
             rows = local_vs_forwarded(directory, count)
             print_table(["request", "p50", "p99", "vs own node"], rows)
         if "throughput" in parts:
