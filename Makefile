@@ -46,8 +46,8 @@ test: install-test chromium
 	$(PY) -m pytest
 
 lint: $(VENV)/.stamp-dev
-	$(VENV)/bin/ruff check autodep tests examples bench
-	$(VENV)/bin/ruff format --check autodep tests examples bench
+	$(VENV)/bin/ruff check autodep tests examples bench research
+	$(VENV)/bin/ruff format --check autodep tests examples bench research
 	$(VENV)/bin/mypy
 
 bench: install-test

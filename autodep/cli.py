@@ -1,4 +1,5 @@
-"""The `autodep` console script: `autodep serve --model m.pt ...`, `autodep optimize m.pt`."""
+"""The `autodep` console script: `autodep serve --model m.pt ...`, `autodep optimize m.pt`,
+`autodep loadtest make|run|report|compare ...`."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autodep.optimize.command import main as optimize
 
         return optimize(args[1:])
+    if args and args[0] == "loadtest":
+        from autodep.loadtest.command import main as loadtest
+
+        return loadtest(args[1:])
     print("usage: autodep serve [--model PATH ...] [--config models.yaml] [options]")
     print("       autodep optimize [MODEL ...] [--config models.yaml] [options]")
-    print("       autodep serve --help | autodep optimize --help")
+    print("       autodep loadtest make|run|report|compare ...")
+    print("       autodep serve --help | autodep optimize --help | autodep loadtest --help")
     return 2
 
 

@@ -29,8 +29,8 @@ import aiohttp
 import numpy as np
 
 from autodep.cluster.local import ClusterServer, LocalCluster, NodeSpec
+from autodep.loadtest.payloads import default_jpeg
 from bench.common import cpu_model, ms, print_table, ratio
-from bench.payloads import default_jpeg
 from tests import models  # the tests' small scripted models
 
 JPEG = default_jpeg()
@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         if "latency" in parts:
-            print("## c=1 latency (ms), ColorNet, a 224x224 JPEG (bench.payloads.default_jpeg)\n")
+            print("## c=1 latency (ms), ColorNet, a 224x224 JPEG (loadtest default_jpeg)\n")
             rows = local_vs_forwarded(directory, count)
             print_table(["request", "p50", "p99", "vs own node"], rows)
         if "throughput" in parts:

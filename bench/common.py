@@ -49,7 +49,7 @@ def make_resnet18(directory: Path) -> Path:
 def make_jpeg(size: int = IMAGE_SIZE, seed: int = 0) -> bytes:
     """A size x size RGB JPEG: colour gradients plus noise, so it compresses like a photo.
 
-    About 25 kB; the schedules' default payload (`bench.payloads.default_jpeg`) is a
+    About 25 kB; the schedules' default payload (`autodep.loadtest.payloads.default_jpeg`) is a
     recognisable shape of about 4 kB instead.
     """
     from PIL import Image
