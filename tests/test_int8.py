@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from autodep.config import Optimize, model_from_file
+from autodep.config import Optimize, ServerConfig, load_repository, model_from_file
 from autodep.optimize.candidates import AS_GIVEN, CANDIDATES, Target, applies
 from autodep.optimize.cpu import Machine, this_machine
 from autodep.optimize.samples import CALIBRATION_INPUTS, calibration_for, samples
@@ -108,6 +108,11 @@ def test_int8_can_be_switched_off_and_its_search_is_another_cache_entry(tmp_path
     config = config_from_args(args)
     assert config.optimize_int8 is False and config.int8_for(config.models[0]) is False
     assert config.model_copy(update={"optimize_int8": True}).int8_for(config.models[0])
+    (tmp_path / "models.yaml").write_text(
+        "models: [{name: colours, path: colours.pt, optimize: {int8: false}}]"
+    )
+    (entry,) = load_repository(tmp_path / "models.yaml")
+    assert ServerConfig(models=(entry,)).int8_for(entry) is False  # the entry wins
 
 
 @needs_int8_path
