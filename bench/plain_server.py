@@ -93,7 +93,7 @@ def openvino(path: Path, threads: int, size: int, precision: str) -> tuple[Forwa
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
-    chosen = compiled.get_property("INFERENCE_PRECISION_HINT")
+    chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     return forward, f"openvino {chosen}, LATENCY hint, {threads} threads"
 
 

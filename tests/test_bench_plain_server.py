@@ -39,4 +39,6 @@ def test_classifies_batches_and_rejects_junk(color_model, tmp_path, runtime):
         assert len(answers[0][1]["predictions"]) == 3  # top-5 of three classes
         status, answer = post(url, b"not an image")
         assert status == 400 and "cannot decode" in answer["error"]
+        ran = "openvino" if runtime == "openvino" else "torch"
+        assert any(f"running {color_model.name} ({ran}" in line for line in s.lines), s.lines
     assert s.process.returncode == 0 and s.orphans == []
