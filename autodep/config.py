@@ -94,6 +94,7 @@ class Optimize(_Strict):
     tolerance: float = Field(default=0.99, gt=0, le=1)  # least agreement with the model as given
     samples: Path | None = None  # a folder of inputs for the accuracy gate; None: generated
     budget: float | None = Field(default=None, gt=0)  # seconds a search may take
+    int8: bool | None = None  # False: no int8 candidates in the search
 
     @field_validator("mode")
     @classmethod
@@ -212,6 +213,7 @@ class ServerConfig(_Strict):
     # turns the optimizer off everywhere; the tests do so except where they test it).
     optimize: str = Field(default_factory=lambda: os.environ.get("AUTODEP_OPTIMIZE", "auto"))
     optimize_budget: float = Field(default=300.0, gt=0)
+    optimize_int8: bool = True  # int8 candidates in the search (they pass the gate or are out)
     cache_dir: Path | None = Field(
         default_factory=lambda: (
             Path(os.environ["AUTODEP_CACHE_DIR"]) if os.environ.get("AUTODEP_CACHE_DIR") else None
@@ -263,6 +265,10 @@ class ServerConfig(_Strict):
     def optimize_for(self, model: ModelConfig) -> tuple[str, float]:
         """A model's optimize mode and search budget (seconds)."""
         return model.optimize.mode or self.optimize, model.optimize.budget or self.optimize_budget
+
+    def int8_for(self, model: ModelConfig) -> bool:
+        """Whether a model's search tries int8 candidates."""
+        return self.optimize_int8 if model.optimize.int8 is None else model.optimize.int8
 
     def settings_for(self, model: ModelConfig) -> PoolSettings:
         """The effective worker, queue and batching settings of one model."""

@@ -47,6 +47,7 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--auth-token-file", str, "a file holding the bearer token (instead of --auth-token)"),
     ("--optimize", str, "auto (cached, else search first), off, or a candidate's name"),
     ("--optimize-budget", float, "seconds a model's optimization search may take (default 300)"),
+    ("--optimize-int8", str, "on (default) or off: off leaves int8 out of the search"),
     ("--cache-dir", str, "where optimization results are kept (default ~/.cache/autodep)"),
     (
         "--model-control-mode",

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -56,10 +57,10 @@ def make_model(directory: Path, arch: str) -> Path:
     return path
 
 
-def optimize(target: list[str], cache: Path, budget: int) -> str:
-    """`autodep optimize` (a fresh search in `cache`); its table."""
+def optimize(target: list[str], cache: Path, budget: int, more: Sequence[str] = ()) -> str:
+    """`autodep optimize` (a fresh search in `cache`, with `more` flags); its table."""
     command = [sys.executable, "-m", "autodep.cli", "optimize", *target]
-    flags = ["--cache-dir", str(cache), "--optimize-budget", str(budget)]
+    flags = ["--cache-dir", str(cache), "--optimize-budget", str(budget), *more]
     done = subprocess.run(command + flags, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"autodep optimize failed:\n{done.stderr[-3000:]}")

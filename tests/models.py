@@ -168,3 +168,46 @@ class ReversedColorNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3)).flip(1) * 10.0
+
+
+class FragileNet(nn.Module):
+    """A classifier whose classes differ by less than int8 (or bf16) can tell apart.
+
+    Each class's weights are one shared vector plus differences of 0.1%, and the logits are
+    scaled up, so the answer hinges on those differences: quantized, they are rounded away and
+    the answers change, while float32 keeps them.
+    """
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 3, stride=4, padding=1)
+        self.head = nn.Linear(16, classes, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator))
+            shared = torch.randn(1, 16, generator=generator)
+            tiny = 1e-3 * torch.randn(classes, 16, generator=generator)
+            self.head.weight.copy_(shared.repeat(classes, 1) + tiny)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.conv(x)).mean(dim=(2, 3))
+        return self.head(features) * 1000.0
+
+
+class ColorConvNet(nn.Module):
+    """ColorNet made of the layers int8 quantizes (a 1x1 convolution, a linear head), with wide
+    margins: quantized, its answers stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.head = nn.Linear(3, 3)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.conv.bias.zero_()
+            self.head.weight.copy_(torch.eye(3) * 4.0)
+            self.head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output: torch.Tensor = self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        return output

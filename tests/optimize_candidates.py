@@ -1,4 +1,5 @@
-"""Candidates for the optimizer's tests: one that changes the answers, one that fails.
+"""Candidates for the optimizer's tests: one that changes the answers, one that fails; a short
+list of int8 and float candidates.
 
 The search child imports this module by name (`tests.optimize_candidates:WITH_BROKEN`), so it
 stays free of test fixtures.
@@ -42,4 +43,18 @@ WITH_BROKEN = (
     next(c for c in CANDIDATES if c.name == AS_GIVEN),
     Candidate("reversed", f"{HERE}:prepare_reversed", "autodep.optimize.source:load"),
     Candidate("failing", f"{HERE}:prepare_failing", "autodep.optimize.source:load"),
+)
+
+# The int8 candidates and two float ones to fall back on: a short search for the int8 tests.
+INT8_AND_FLOAT = tuple(
+    c
+    for c in CANDIDATES
+    if c.name
+    in (
+        AS_GIVEN,
+        "openvino-int8-latency",
+        "onnxruntime-int8",
+        "openvino-f32-latency",
+        "onnxruntime",
+    )
 )

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Libraries whose versions change what a candidate produces or how fast it runs.
-LIBRARIES = ("autodep", "torch", "torchvision", "openvino", "onnxruntime", "onnx")
+LIBRARIES = ("autodep", "torch", "torchvision", "openvino", "onnxruntime", "onnx", "nncf")
 # CPU flags of native bf16 arithmetic (torch's get_cpu_capability() cannot see them).
 NATIVE_BF16 = frozenset({"amx_bf16", "avx512_bf16"})
+# CPU flags of int8 dot-product instructions, fastest first: the paths int8 variants run on.
+INT8_PATHS = ("amx_int8", "avx512_vnni", "avx_vnni")
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,15 @@ class Machine:
     def native_bf16(self) -> bool:
         return not NATIVE_BF16.isdisjoint(self.flags)
 
+    @property
+    def int8_paths(self) -> tuple[str, ...]:
+        """The CPU's int8 instruction sets (see INT8_PATHS), fastest first; () for none."""
+        return tuple(path for path in INT8_PATHS if path in self.flags)
+
     def describe(self) -> str:
         bf16 = "native bf16" if self.native_bf16 else "no native bf16"
-        return f"{self.cpu} ({bf16})"
+        int8 = f"int8: {', '.join(self.int8_paths)}" if self.int8_paths else "no int8 path"
+        return f"{self.cpu} ({bf16}; {int8})"
 
 
 @functools.cache

@@ -10,7 +10,8 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def table(result: Result, chosen: str | None = None) -> str:
-    """A Markdown table: one line per candidate, the chosen one (default: the search's) marked."""
+    """A Markdown table: one line per candidate, the chosen one (default: the search's) marked;
+    then the candidates' notes (what an int8 candidate was calibrated and gated on)."""
     chosen = chosen or result.chosen
     header = (
         "candidate",
@@ -39,9 +40,11 @@ def table(result: Result, chosen: str | None = None) -> str:
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
+    rows = [
         "| "
         + " | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         + " |"
         for line in lines
-    )
+    ]
+    notes = [f"- {row.name}: {row.note}" for row in result.rows if row.note]
+    return "\n".join(rows + (["", *notes] if notes else []))

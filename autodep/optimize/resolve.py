@@ -69,6 +69,7 @@ class Variant:
                     "agreement": row.agreement,
                     "max_diff": row.max_diff,
                     "skipped": row.skipped,
+                    "note": row.note,
                 }
                 for row in rows
             ],
@@ -97,6 +98,7 @@ def resolve(
             root=cache.root(config.cache_dir),
             candidates=candidates,
             only=only,
+            int8=config.int8_for(model),
         )
 
     full = job(None)

@@ -19,6 +19,7 @@ class Row:
     max_diff: float | None = None
     skipped: str | None = None  # why the candidate is out, if it is
     artifact: str | None = None  # relative to the cache entry
+    note: str | None = None  # how it was made, e.g. what an int8 candidate was calibrated on
 
     @property
     def ms_1(self) -> float | None:

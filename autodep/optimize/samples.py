@@ -3,11 +3,18 @@
 Either way they go through the model's own decoder, as requests do. Generated images come in
 several sizes, aspect ratios and colours (plain, gradients, shapes, noise); texts are a few
 sentences of different lengths and tones; tensor models get random tensors of their shape.
+
+Calibration inputs (int8 candidates set their scales on them) never include a sample the gate
+judges those candidates on: from a samples folder, every other file (at most
+`CALIBRATION_INPUTS`) calibrates and the gate judges int8 on the files left; without a folder
+(or with a folder of one file), the decoder's own inputs of another seed calibrate and every
+gate sample is held out.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +40,46 @@ SENTENCES = (
 CONTENT_TYPES = {".txt": "text/plain", ".npy": "application/x-npy", ".json": "application/json"}
 
 
+CALIBRATION_INPUTS = 64  # enough for per-tensor scales; calibration time grows with it
+GATE_SEED, CALIBRATION_SEED = 1234, 4321
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Inputs to calibrate int8 scales on, and the gate samples none of them is."""
+
+    inputs: list[Sample]
+    held_out: tuple[int, ...]  # indices into `samples(model)`
+    source: str  # where the inputs come from, for the candidate table
+
+    def note(self) -> str:
+        return f"calibrated on {self.source}; gated on {len(self.held_out)} held-out samples"
+
+
 def samples(model: ModelConfig, count: int = 16) -> list[Sample]:
     decoder = codec_for(model).decoder
     payloads = _from_folder(model.optimize.samples) if model.optimize.samples else None
     if payloads is None:
         payloads = _generated(model, count)
     return [decoder.decode(payload).tensors for payload in payloads]
+
+
+def calibration_for(model: ModelConfig, gate_samples: int) -> Calibration:
+    """Calibration inputs for ``model``, whose gate judges ``gate_samples`` samples."""
+    decoder = codec_for(model).decoder
+    folder = model.optimize.samples
+    if folder is not None and gate_samples >= 2:
+        chosen = range(1, gate_samples, 2)[:CALIBRATION_INPUTS]
+        payloads = _from_folder(folder)
+        inputs = [decoder.decode(payloads[i]).tensors for i in chosen]
+        held_out = tuple(i for i in range(gate_samples) if i not in chosen)
+        return Calibration(
+            inputs, held_out, f"{len(inputs)} of the {gate_samples} files in {folder}"
+        )
+    payloads = _generated(model, CALIBRATION_INPUTS, seed=CALIBRATION_SEED)
+    inputs = [decoder.decode(payload).tensors for payload in payloads]
+    why = "" if folder is None else f" ({folder} has one file, the gate's)"
+    return Calibration(inputs, tuple(range(gate_samples)), f"{len(inputs)} generated inputs{why}")
 
 
 def _from_folder(folder: Path) -> list[Payload]:
@@ -48,8 +89,8 @@ def _from_folder(folder: Path) -> list[Payload]:
     return [Payload.of(f.read_bytes(), CONTENT_TYPES.get(f.suffix.lower(), "")) for f in files]
 
 
-def _generated(model: ModelConfig, count: int) -> list[Payload]:
-    rng = np.random.default_rng(1234)
+def _generated(model: ModelConfig, count: int, seed: int = GATE_SEED) -> list[Payload]:
+    rng = np.random.default_rng(seed)
     if model.input == "text":
         return [Payload.of(text) for text in SENTENCES]
     if model.input == "tensor":

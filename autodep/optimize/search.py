@@ -28,7 +28,7 @@ from autodep.codecs import codec_for
 from autodep.config import ModelConfig
 from autodep.errors import OptimizeError
 from autodep.optimize import cache
-from autodep.optimize.candidates import AS_GIVEN, Candidate, imported
+from autodep.optimize.candidates import AS_GIVEN, Candidate, imported, without_int8
 from autodep.optimize.cpu import Machine, this_machine
 from autodep.optimize.result import Result
 
@@ -48,6 +48,7 @@ class Job:
     budget_s: float
     entry: str  # the cache entry directory
     key: str
+    int8: bool = True  # False: the int8 candidates are left out
 
     @property
     def measure_s(self) -> float:
@@ -55,10 +56,14 @@ class Job:
         return min(1.0, max(0.1, self.budget_s / 200))
 
 
-def import_candidates(reference: str, only: str | None = None) -> tuple[Candidate, ...]:
+def import_candidates(
+    reference: str, only: str | None = None, int8: bool = True
+) -> tuple[Candidate, ...]:
     candidates: Sequence[Candidate] = imported(reference)
     if not any(c.name == AS_GIVEN for c in candidates):
         raise ValueError(f"{reference} lacks the {AS_GIVEN!r} candidate (the gate's reference)")
+    if not int8 and only is None:  # a candidate named on its own is searched even so
+        candidates = without_int8(candidates)
     return tuple(c for c in candidates if only is None or c.name in (AS_GIVEN, only))
 
 
@@ -72,6 +77,7 @@ def job_for(
     candidates: str = DEFAULT_CANDIDATES,
     only: str | None = None,
     machine: Machine | None = None,
+    int8: bool = True,
 ) -> Job:
     """The job of one model's search, with its cache key (reads the model file, no torch)."""
     example = codec_for(model).decoder.example()
@@ -79,7 +85,7 @@ def job_for(
         model_digest=cache.file_digest(model.path),
         machine=machine or this_machine(),
         example=example,
-        candidates=import_candidates(candidates, only),
+        candidates=import_candidates(candidates, only, int8),
         settings={
             "input": model.input,
             "output": model.output,
@@ -99,6 +105,7 @@ def job_for(
         budget_s=budget_s,
         entry=str(root / entry_key),
         key=entry_key,
+        int8=int8,
     )
 
 

@@ -1,12 +1,14 @@
 """The model as given, as the candidates' preparations see it (search child only: imports torch).
 
 `Source` loads fresh copies of the model file, makes example inputs of the served shapes,
-and exports the model to ONNX once per search for the backends that start from ONNX.
+exports the model to ONNX once per search for the backends that start from ONNX, and hands
+calibrated (int8) candidates their calibration inputs.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,17 @@ class MainOutput(torch.nn.Module):
 
 
 class Source:
-    def __init__(self, path: Path, example: tuple[tuple[tuple[int, ...], str], ...], work: Path):
+    def __init__(
+        self,
+        path: Path,
+        example: tuple[tuple[tuple[int, ...], str], ...],
+        work: Path,
+        calibration: Callable[[], Sequence[Sequence[np.ndarray]]] | None = None,
+    ):
         self.path = path
         self.example = example
         self.work = work
+        self._calibration = calibration  # made when a calibrated candidate first asks
         self._onnx: Path | None = None
         self._openvino: Path | None = None
 
@@ -62,6 +71,17 @@ class Source:
                 tensors.append(torch.ones((batch, *shape), dtype=getattr(torch, dtype)))
         return tuple(tensors)
 
+    def calibration(self) -> list[tuple[np.ndarray, ...]]:
+        """Inputs to calibrate int8 scales on, one request each (batch dimension 1); none of
+        them is a sample the gate judges the calibrated candidate on (see `samples`)."""
+        if self._calibration is None:
+            raise RuntimeError("this search has no calibration inputs")
+        return [tuple(t[None] for t in sample) for sample in self._calibration()]
+
+    def input_names(self) -> list[str]:
+        """The inputs' names in the ONNX export (and the OpenVINO IR made from it)."""
+        return [f"input{i}" for i in range(len(self.example))]
+
     def main_key(self) -> str | None:
         """The key of the main output if the model returns a dict (torchvision segmentation:
         "out"), else None."""
@@ -79,7 +99,7 @@ class Source:
         if self._onnx is None:
             path = self.work / "model.onnx"
             inputs = self.inputs()
-            names = [f"input{i}" for i in range(len(inputs))]
+            names = self.input_names()
             module = self.module()
             with warnings.catch_warnings():  # the TorchScript exporter announces its retirement
                 warnings.simplefilter("ignore")

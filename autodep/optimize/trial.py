@@ -6,7 +6,9 @@ runs with the torch threads the workers start with.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import sys
 import time
@@ -25,7 +27,7 @@ from autodep.optimize import cache, gate, measure
 from autodep.optimize.candidates import AS_GIVEN, Candidate, Target, applies, imported
 from autodep.optimize.cpu import this_machine
 from autodep.optimize.result import Result, Row
-from autodep.optimize.samples import Sample, samples
+from autodep.optimize.samples import Calibration, Sample, calibration_for, samples
 from autodep.optimize.search import Job, import_candidates
 from autodep.optimize.select import choose
 from autodep.optimize.source import LoadContext, Source
@@ -45,13 +47,19 @@ class Trial:
             str(self.model.path), self.model.input, self.model.output, example, this_machine()
         )
         self.entry = Path(job.entry)
-        self.source = Source(self.model.path, example, self.entry)
-        self.context = LoadContext(job.threads, self.entry)
         self.samples: list[Sample] = samples(self.model)
+        self.source = Source(self.model.path, example, self.entry, lambda: self.calibration.inputs)
+        self.context = LoadContext(job.threads, self.entry)
         self.request = [t[0] for t in self.source.inputs(1)] if example else []
         self.batch_sizes = sorted({1, job.max_batch_size})
         self.reference: Answers = []
         self.deadline = time.monotonic() + job.budget_s
+
+    @functools.cached_property
+    def calibration(self) -> Calibration:
+        """The calibration inputs and the gate samples held out from them (made once, when a
+        calibrated candidate first needs them)."""
+        return calibration_for(self.model, len(self.samples))
 
     def row(self, candidate: Candidate) -> Row:
         row = Row(candidate.name, skipped=applies(candidate, self.target))
@@ -78,11 +86,17 @@ class Trial:
         prepare_s = time.monotonic() - started  # with the first load and calls (compilation)
         if candidate.name == AS_GIVEN:
             self.reference = answers
+        # A calibrated candidate only on the samples its calibration did not see.
+        judged = self.calibration.held_out if candidate.calibrated else range(len(answers))
         verdict = gate.judge(
-            self.model.output, self.reference, answers, self.model.optimize.tolerance
+            self.model.output,
+            [self.reference[i] for i in judged],
+            [answers[i] for i in judged],
+            self.model.optimize.tolerance,
         )
         row = Row(
             candidate.name,
+            note=self.calibration.note() if candidate.calibrated else None,
             prepare_s=round(prepare_s, 3),
             agreement=round(verdict.agreement, 5),
             max_diff=None if verdict.max_diff is None else float(f"{verdict.max_diff:.3g}"),
@@ -119,7 +133,7 @@ def search(job: Job) -> Result:
     torch.set_num_threads(job.threads)
     trial = Trial(job)
     candidates = sorted(
-        import_candidates(job.candidates, job.only), key=lambda c: c.name != AS_GIVEN
+        import_candidates(job.candidates, job.only, job.int8), key=lambda c: c.name != AS_GIVEN
     )
     rows: list[Row] = []
     with torch.inference_mode():
@@ -152,6 +166,9 @@ def search(job: Job) -> Result:
 def main(argv: Sequence[str] | None = None) -> None:
     # The exporters' and TorchScript's deprecation notices are noise here; failures are rows.
     warnings.simplefilter("ignore")
+    # The libraries' chatter (NNCF's progress bars and log, the quantizers' notices) joins the
+    # progress lines on stderr: the parent's stdout is for its table.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     (job_path,) = sys.argv[1:] if argv is None else argv
     search(Job(**json.loads(Path(job_path).read_text())))
 

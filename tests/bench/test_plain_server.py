@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from bench.server import ServerProcess
 from tests.conftest import image_bytes
 
@@ -22,8 +24,10 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_classifies_batches_and_rejects_junk(color_model, tmp_path):
-    flags = ["--model", str(color_model), "--max-batch-size", "4"]
+@pytest.mark.parametrize("runtime", ["as-given", "openvino"])
+def test_classifies_batches_and_rejects_junk(color_model, tmp_path, runtime):
+    """The file as given, and the expert baseline: converted to OpenVINO."""
+    flags = ["--model", str(color_model), "--max-batch-size", "4", "--runtime", runtime]
     with ServerProcess("plain", flags, tmp_path / "plain.log", module="bench.plain_server") as s:
         url = s.url()
         colours = ["red", "green", "blue"] * 4
@@ -35,4 +39,6 @@ def test_classifies_batches_and_rejects_junk(color_model, tmp_path):
         assert len(answers[0][1]["predictions"]) == 3  # top-5 of three classes
         status, answer = post(url, b"not an image")
         assert status == 400 and "cannot decode" in answer["error"]
+        ran = "openvino" if runtime == "openvino" else "torch"
+        assert any(f"running {color_model.name} ({ran}" in line for line in s.lines), s.lines
     assert s.process.returncode == 0 and s.orphans == []
