@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Self
 
 from autodep.autoscale.manager import Autoscaler
+from autodep.call import Call
 from autodep.codecs import Codec, Options, Payload, codec_for
 from autodep.config import (
     ModelConfig,
@@ -27,7 +27,7 @@ from autodep.config import (
     load_repository,
     model_from_file,
 )
-from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
+from autodep.errors import AutodepError, ConfigError, ModelNotFound, ShuttingDown
 from autodep.metrics import Metrics
 from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.resolve import Variant, resolve
@@ -36,20 +36,12 @@ from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.repository.manager import Repository
 from autodep.repository.policy import select_versions
+from autodep.repository.served import ServedModel
 from autodep.worker.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
 
 ModelSource = str | Path | ModelConfig
-
-
-@dataclass
-class ServedModel:
-    config: ModelConfig
-    codec: Codec
-    pool: ModelPool
-    variant: Variant
-    version: int = 1
 
 
 class Service:
@@ -154,6 +146,59 @@ class Service:
 
     # -- requests ------------------------------------------------------------
 
+    @asynccontextmanager
+    async def request(
+        self, name: str | None = None, version: int | None = None
+    ) -> AsyncIterator[Call]:
+        """The one way into a model, for every front end (HTTP, V2, gRPC, embedding).
+
+            async with service.request(name, version) as call:   # 404, 503 here
+                body = await read_the_body()                      # the version is held
+                result = await call.predict(payload, options)
+
+        On entry: the model version is looked up (`name` None: the only model;
+        `version` None: its newest ready version), the request admitted
+        before any body is read (a refusal costs next to nothing), and the
+        version held in flight until the block ends, so that a reload does not
+        retire it under the request. On exit, whatever the outcome, the request
+        is counted by model and status code and timed.
+        """
+        began = time.monotonic()
+        label, code = "unknown", 500  # bounded label values: a served model's name, or this
+        try:
+            served = self.model(name, version)
+            label = served.config.name
+            with served.in_flight.request():  # no await between lookup and hold
+                self.admit(served)
+                yield Call(served, self.dispatch, self._executor)
+            code = 200
+        except AutodepError as exc:
+            code = exc.status
+            if label == "unknown" and name in self._models:
+                label = name  # a known model, an unknown version
+            raise
+        except asyncio.CancelledError:
+            code = 499  # the client went away (nginx's code for it)
+            raise
+        finally:
+            self.metrics.observe_request(label, code, time.monotonic() - began)
+
+    def admit(self, served: ServedModel) -> None:
+        """Raise now (503) if the model would refuse one more request."""
+        if not self._accepting:
+            raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
+        served.pool.admit()
+
+    async def dispatch(self, served: ServedModel, item: Item) -> Inferred:
+        """One item to the version's pool: a payload (decoded in a worker) or tensors.
+
+        `Call.infer` comes here; the cluster's `ClusterService` overrides it (and
+        `admit`) to send the item to another node instead.
+        """
+        if isinstance(item, Payload):
+            served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
+        return await served.pool.infer(item)
+
     async def predict(
         self,
         data: bytes | str,
@@ -164,41 +209,9 @@ class Service:
         threshold: float = 0.5,
     ) -> dict[str, Any]:
         """Run one input through a model; the same JSON-able result as POST /predict."""
-        # Held from the lookup to the answer, so a reload does not retire the version found.
-        with self.repository.in_flight.request():
-            served = self.model(model)
-            options = _options(top_n, threshold)
-            inferred = await self.infer(served, Payload.of(data, content_type))
-            return {"model": served.config.name, **await self.encode(served, inferred, options)}
-
-    def admit(self, served: ServedModel) -> None:
-        """Raise now (503) if the model would refuse one more request.
-
-        Front ends call it before they read a body, so that under overload a
-        refusal costs the server next to nothing.
-        """
-        if not self._accepting:
-            raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
-        served.pool.admit()
-
-    async def infer(self, served: ServedModel, item: Item) -> Inferred:
-        """One request through the model's pool: a payload (decoded in the worker) or tensors."""
-        self.admit(served)
-        if isinstance(item, Payload):
-            served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
-        return await served.pool.infer(item)
-
-    async def encode(
-        self, served: ServedModel, inferred: Inferred, options: Options
-    ) -> dict[str, Any]:
-        """Output tensors into the JSON-able result (off the loop unless cheap)."""
-        encoder = served.codec.encoder
-        if encoder.runs_inline:
-            return encoder.encode(inferred.outputs, inferred.meta, options)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, encoder.encode, inferred.outputs, inferred.meta, options
-        )
+        async with self.request(model) as call:
+            options = Options(top_n=top_n, threshold=threshold)
+            return await call.predict(Payload.of(data, content_type), options)
 
     def model(self, name: str | None = None, version: int | None = None) -> ServedModel:
         """A served model by name (None: the only one): its newest ready version, or `version`."""
@@ -275,16 +288,6 @@ def _worker_spec(
 ) -> WorkerSpec:
     threads = config.settings_for(model).start_threads
     return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
-
-
-def _options(top_n: Any, threshold: Any) -> Options:
-    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-        raise InvalidInput(f"top_n must be a whole number of at least 1, not {top_n!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise InvalidInput(f"threshold must be a number between 0 and 1, not {threshold!r}")
-    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
-        raise InvalidInput(f"threshold must be between 0 and 1, not {threshold!r}")
-    return Options(top_n=top_n, threshold=float(threshold))
 
 
 def _model_status(served: ServedModel) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     load(entry) ─► per served version: LOADING ─ codec, pool, workers load + warm up
                        │ failed: FAILED (reason in the index); what served keeps serving
                        ▼
-                   READY ─► routed: Service.model() finds it (the newest ready one
+                   READY ─► routed: Service.request finds it (the newest ready one
                        │    per name; any ready one by number)
     replaced or        ▼
     unloaded ──►   DRAINING: out of the routes; requests that started before
@@ -35,15 +35,14 @@ from autodep.codecs import Codec, codec_for
 from autodep.config import ModelConfig, ServerConfig, check_files, load_repository
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
 from autodep.metrics import Metrics
-from autodep.repository.inflight import InFlight
 from autodep.repository.policy import select_versions
 from autodep.repository.poll import Plan, Watcher
+from autodep.repository.served import ServedModel
 from autodep.repository.versions import ModelVersion, State
 
 if TYPE_CHECKING:
     from autodep.autoscale.manager import Autoscaler
     from autodep.pool.pool import ModelPool
-    from autodep.service import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,6 @@ class Repository:
         self._make = make
         # A new version's codec, and whatever else is slow to get ready (blocking).
         self._prepare = prepare
-        self.in_flight = InFlight()
         self.autoscaler: Autoscaler | None = None  # set once the Service has started one
         # The autoscaler's view: pools of routed and draining versions.
         self.pools: dict[str, ModelPool] = {}
@@ -226,11 +224,10 @@ class Repository:
             for instance in ready:
                 self._route(instance)
             self._publish(name)
-            generation = self.in_flight.advance()
             if ready:
                 self._entries[name] = entry
             for old in retiring:
-                self._track(self._retire(old, generation))
+                self._track(self._retire(old))
         failed = sorted(set(targets) - numbers)
         if failed:
             serving = sorted({i.record.number for i in self._routed(name)})
@@ -300,17 +297,19 @@ class Repository:
                 instance.record.to(State.DRAINING, "unload requested")
             self._publish(name)
             self._entries.pop(name, None)
-            generation = self.in_flight.advance()
-        await asyncio.gather(*(self._retire(i, generation) for i in instances))
+        await asyncio.gather(*(self._retire(i) for i in instances))
 
-    async def _retire(self, instance: Instance, generation: int) -> None:
+    async def _retire(self, instance: Instance) -> None:
         """Drain a version out of the routes (bounded by the grace period), then stop it."""
         loop = asyncio.get_running_loop()
         grace = self._config.grace_period
         deadline = loop.time() + grace
+        # Out of the routes now: no new request can find it, so waiting for the ones
+        # that hold it is enough.
+        in_flight = instance.served.in_flight
         try:
             async with asyncio.timeout(grace):
-                await self.in_flight.settled(generation)
+                await in_flight.settled(in_flight.advance())
         except TimeoutError:
             log.warning(
                 "model %r version %d: requests still running after %g s; stopping it",
