@@ -27,7 +27,7 @@ from autodep.config import (
     load_repository,
     model_from_file,
 )
-from autodep.errors import AutodepError, ConfigError, ModelNotFound, ShuttingDown
+from autodep.errors import AutodepError, ConfigError, ShuttingDown
 from autodep.metrics import Metrics
 from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.resolve import Variant, resolve
@@ -69,14 +69,15 @@ class Service:
         if not self.config.models and self.config.model_control_mode == "none":
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
-        self._models: dict[str, ServedModel] = {}  # the newest ready version of each model
         self._variants: dict[tuple[str, str], Variant] = {}  # by (model, file): what workers load
         self.metrics = Metrics()
-        # Loads, unloads and rolls out versions at runtime; keeps self._models up to date.
+        # Owns the model versions and the routing table; loads, unloads and rolls out.
         self.repository = Repository(
-            self.config, self._models, self._serve_model, self.metrics, prepare=self._prepare
+            self.config, self._serve_model, self.metrics, prepare=self._prepare
         )
-        self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
+        self.metrics.watch(
+            lambda: {name: m.pool.stats() for name, m in self.repository.models().items()}
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._autoscaler: Autoscaler | None = None
         self._autoscale = autoscale
@@ -117,11 +118,11 @@ class Service:
             raise
         if self._autoscale:
             self._autoscaler = Autoscaler(
-                self.repository.pools,  # a live view: versions come and go
+                self.repository.pools,  # asked at every tick: versions come and go
                 budget=self.config.worker_budget,
                 tick_s=self.config.tick,
             )
-            self.repository.autoscaler = self._autoscaler
+            self.repository.scale_with(self._autoscaler)
             self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
@@ -174,7 +175,7 @@ class Service:
             code = 200
         except AutodepError as exc:
             code = exc.status
-            if label == "unknown" and name in self._models:
+            if label == "unknown" and name in self.repository.models():
                 label = name  # a known model, an unknown version
             raise
         except asyncio.CancelledError:
@@ -215,35 +216,22 @@ class Service:
 
     def model(self, name: str | None = None, version: int | None = None) -> ServedModel:
         """A served model by name (None: the only one): its newest ready version, or `version`."""
-        if version is not None:
-            return self.repository.version(self.model(name).config.name, version)
-        if name is None:
-            if len(self._models) == 1:
-                return next(iter(self._models.values()))
-            raise ModelNotFound(
-                f"several models are served ({', '.join(self._models)}); "
-                "name one: POST /predict/{model}"
-            )
-        try:
-            return self._models[name]
-        except KeyError:
-            raise ModelNotFound(
-                f"no model named {name!r}; served: {', '.join(self._models)}"
-            ) from None
+        return self.repository.get(name, version)
 
     @property
     def models(self) -> dict[str, ServedModel]:
-        return dict(self._models)
+        """The newest ready version of each model, by name (a copy)."""
+        return self.repository.models()
 
     # -- state ---------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        return self._accepting and all(m.pool.ready for m in self._models.values())
+        return self._accepting and all(m.pool.ready for m in self.models.values())
 
     def status(self) -> dict[str, Any]:
         models = {
-            name: {**_model_status(m), "version": m.version} for name, m in self._models.items()
+            name: {**_model_status(m), "version": m.version} for name, m in self.models.items()
         }
         return {"models": models, "repository": self.repository.status()}
 

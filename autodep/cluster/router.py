@@ -15,9 +15,10 @@ the eligible node with the most free CPUs. A call to a node that died fails
 with a Ray error; the request is then retried on another node, and the node is
 avoided until the next view (by then the controller has usually dropped it).
 
-    request ─► Service.request ─► Call.infer ─► ClusterService.dispatch ─┬─► here: the pool
-                                                                         └─► agent(node).infer.remote(item)
-                                                                                └─► that node's pool
+    request ─► Service.request ─► Call.infer ─► ClusterService.dispatch
+                                                  ├─► here: the pool (memfd, socket)
+                                                  └─► agent(node).infer.remote(item)
+                                                         └─► that node's pool
 """
 
 from __future__ import annotations

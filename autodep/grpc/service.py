@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import numpy as np
@@ -19,9 +19,7 @@ import numpy as np
 from autodep.errors import AutodepError, InvalidInput
 from autodep.grpc import messages as pb
 from autodep.protocol import v2
-
-if TYPE_CHECKING:
-    from autodep.service import Service
+from autodep.service import Service
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -12,9 +10,7 @@ from autodep.http.auth import require_token
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
 from autodep.http.metrics import metrics
-
-if TYPE_CHECKING:
-    from autodep.service import Service
+from autodep.service import Service
 
 
 def build_app(service: Service) -> web.Application:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from autodep.errors import InvalidInput
@@ -11,9 +9,7 @@ from autodep.http.body import read_body
 from autodep.http.errors import error_response
 from autodep.http.keys import SERVICE
 from autodep.protocol import v2
-
-if TYPE_CHECKING:
-    from autodep.repository.served import ServedModel
+from autodep.repository.served import ServedModel
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

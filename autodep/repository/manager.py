@@ -26,23 +26,18 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
+from autodep.autoscale.manager import Autoscaler
 from autodep.codecs import Codec, codec_for
 from autodep.config import ModelConfig, ServerConfig, check_files, load_repository
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
-from autodep.metrics import Metrics
+from autodep.metrics import Metrics, VersionStats
+from autodep.pool.pool import ModelPool
 from autodep.repository.policy import select_versions
 from autodep.repository.poll import Plan, Watcher
 from autodep.repository.served import ServedModel
 from autodep.repository.versions import ModelVersion, State
-
-if TYPE_CHECKING:
-    from autodep.autoscale.manager import Autoscaler
-    from autodep.pool.pool import ModelPool
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +73,19 @@ class Repository:
     def __init__(
         self,
         config: ServerConfig,
-        serving: dict[str, ServedModel],
         make: MakeServed,
         metrics: Metrics,
         prepare: Callable[[ModelConfig], Codec] = codec_for,
     ) -> None:
         self.mode = config.model_control_mode
         self._config = config
-        self._serving = serving  # Service._models: the newest ready version of each model
+        self._routes: dict[str, ServedModel] = {}  # the newest ready version of each model
         self._make = make
         # A new version's codec, and whatever else is slow to get ready (blocking).
         self._prepare = prepare
-        self.autoscaler: Autoscaler | None = None  # set once the Service has started one
+        self._autoscaler: Autoscaler | None = None  # once the Service has started one
         # The autoscaler's view: pools of routed and draining versions.
-        self.pools: dict[str, ModelPool] = {}
+        self._pools: dict[str, ModelPool] = {}
         self._instances: list[Instance] = []  # every live (loading, ready, draining) version
         self._records: list[ModelVersion] = []  # what the index shows
         self._entries: dict[str, ModelConfig] = {}  # the entry each model was loaded from
@@ -100,7 +94,7 @@ class Repository:
         self._changed: asyncio.Condition | None = None
         self._watcher: Watcher | None = None
         self.transitions: Counter[tuple[str, str]] = Counter()
-        metrics.registry.register(_VersionCollector(self))
+        metrics.watch_versions(self.version_stats)
 
     # -- startup and shutdown ------------------------------------------------
 
@@ -137,9 +131,41 @@ class Repository:
             )
             self._watcher.start()
 
+    def scale_with(self, autoscaler: Autoscaler) -> None:
+        """Loads reserve their workers out of this autoscaler's budget from now on."""
+        self._autoscaler = autoscaler
+
     def served(self) -> list[ServedModel]:
         """Every live version (for shutdown)."""
         return [i.served for i in self._instances]
+
+    def pools(self) -> dict[str, ModelPool]:
+        """The autoscaler's view: the pools of routed and draining versions, by load."""
+        return dict(self._pools)
+
+    def models(self) -> dict[str, ServedModel]:
+        """The newest ready version of each model, by name (a copy)."""
+        return dict(self._routes)
+
+    def get(self, name: str | None = None, version: int | None = None) -> ServedModel:
+        """A model's newest ready version, or its ready version `version` (404 otherwise).
+
+        `name` None: the only model served (several: 404 asking to name one).
+        """
+        if name is None:
+            if len(self._routes) == 1:
+                name = next(iter(self._routes))
+            else:
+                raise ModelNotFound(
+                    f"several models are served ({', '.join(self._routes)}); "
+                    "name one: POST /predict/{model}"
+                )
+        served = self._routes.get(name)
+        if served is None:
+            raise ModelNotFound(f"no model named {name!r}; served: {', '.join(self._routes)}")
+        if version is None:
+            return served
+        return self._version(name, version)
 
     async def stop(self) -> None:
         """Stop polling and the retirements in progress (shutdown then drains every pool)."""
@@ -165,7 +191,7 @@ class Repository:
         self._require_explicit("unload")
         await self._unload(name)
 
-    def version(self, name: str, number: int) -> ServedModel:
+    def _version(self, name: str, number: int) -> ServedModel:
         ready = [i for i in self._routed(name) if i.record.number == number]
         if not ready:
             numbers = sorted({i.record.number for i in self._routed(name)})
@@ -174,6 +200,11 @@ class Repository:
                 f"{', '.join(map(str, numbers)) or 'none'}"
             )
         return max(ready, key=lambda i: i.record.id).served
+
+    def version_stats(self) -> VersionStats:
+        """The versions by state, and the transitions so far (a snapshot for /metrics)."""
+        counts = Counter((r.model, str(r.number), r.state.value) for r in self._records)
+        return VersionStats(dict(counts), dict(self.transitions))
 
     def index(self, ready_only: bool = False) -> list[dict[str, str]]:
         """Triton's repository index: [{"name", "version", "state", "reason"}]."""
@@ -265,7 +296,7 @@ class Repository:
             record.to(State.FAILED, "cancelled (the server is shutting down)")
             raise
         finally:
-            self._reserve(-workers)
+            self._release(workers)
         record.to(State.READY, "loaded; workers warmed up")
         return instance
 
@@ -273,7 +304,7 @@ class Repository:
         """Reserve a loading version's workers; older versions of the model shrink to fit."""
         self._reserve(workers)
         budget = self._config.worker_budget
-        excess = sum(p.live for p in self.pools.values()) + workers - budget
+        excess = sum(p.live for p in self._pools.values()) + workers - budget
         for old in self._routed(name):
             pool = old.served.pool
             give = min(excess, pool.live - 1)
@@ -285,8 +316,12 @@ class Repository:
                 excess -= give
 
     def _reserve(self, workers: int) -> None:
-        if self.autoscaler is not None:
-            self.autoscaler.budget -= workers
+        if self._autoscaler is not None:
+            self._autoscaler.reserve(workers)
+
+    def _release(self, workers: int) -> None:
+        if self._autoscaler is not None:
+            self._autoscaler.release(workers)
 
     async def _unload(self, name: str) -> None:
         async with self._lock(name):
@@ -320,7 +355,7 @@ class Repository:
         pool = instance.served.pool
         await pool.drain(max(0.0, deadline - loop.time()))
         await pool.close()
-        self.pools.pop(instance.key, None)
+        self._pools.pop(instance.key, None)
         self._instances.remove(instance)
         instance.record.to(State.UNLOADED, "unloaded; workers stopped")
 
@@ -340,16 +375,16 @@ class Repository:
     # -- bookkeeping ---------------------------------------------------------
 
     def _route(self, instance: Instance) -> None:
-        self.pools[instance.key] = instance.served.pool
+        self._pools[instance.key] = instance.served.pool
         self._publish(instance.record.model)
 
     def _publish(self, name: str) -> None:
-        """Service.model(name) finds the newest ready version, or nothing."""
+        """get(name) finds the newest ready version, or nothing."""
         routed = self._routed(name)
         if routed:
-            self._serving[name] = max(routed, key=lambda i: (i.record.number, i.record.id)).served
+            self._routes[name] = max(routed, key=lambda i: (i.record.number, i.record.id)).served
         else:
-            self._serving.pop(name, None)
+            self._routes.pop(name, None)
 
     def _routed(self, name: str) -> list[Instance]:
         return [
@@ -443,26 +478,3 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, AutodepError):
         return error.message
     return f"{type(error).__name__}: {error}"
-
-
-class _VersionCollector(Collector):
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
-
-    def collect(self) -> Iterator[Metric]:
-        versions = GaugeMetricFamily(
-            "autodep_model_versions",
-            "Model versions by state (loading, ready, draining, unloaded, failed).",
-            labels=["model", "version", "state"],
-        )
-        counts = Counter((r.model, str(r.number), r.state.value) for r in self._repository._records)
-        for labels, count in sorted(counts.items()):
-            versions.add_metric(list(labels), count)
-        transitions = CounterMetricFamily(
-            "autodep_model_version_transitions",
-            "Model version state changes, by the state entered.",
-            labels=["model", "state"],
-        )
-        for (model, state), count in sorted(self._repository.transitions.items()):
-            transitions.add_metric([model, state], count)
-        yield from (versions, transitions)
