@@ -28,19 +28,17 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from autodep import __version__
+from autodep.call import Call
 from autodep.codecs import Options, Payload
 from autodep.codecs.base import parse_json
 from autodep.errors import InvalidInput
 from autodep.pool.items import Inferred, Item
-
-if TYPE_CHECKING:
-    from autodep.call import Call
-    from autodep.repository.served import ServedModel
+from autodep.repository.served import ServedModel
+from autodep.version import __version__
 
 EXTENSIONS = ["classification", "binary_tensor_data"]
 NUMERIC = {
