@@ -19,14 +19,7 @@ from typing import Any, Self
 from autodep.autoscale.manager import Autoscaler
 from autodep.call import Call
 from autodep.codecs import Codec, Options, Payload, codec_for
-from autodep.config import (
-    ModelConfig,
-    ServerConfig,
-    build_config,
-    cpu_count,
-    load_repository,
-    model_from_file,
-)
+from autodep.config import ModelConfig, ModelSource, ServerConfig, cpu_count, server_config
 from autodep.errors import AutodepError, ConfigError, ShuttingDown
 from autodep.metrics import Metrics
 from autodep.optimize.candidates import AS_GIVEN
@@ -40,8 +33,6 @@ from autodep.repository.served import ServedModel
 from autodep.worker.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
-
-ModelSource = str | Path | ModelConfig
 
 
 class Service:
@@ -65,7 +56,7 @@ class Service:
         autoscale: bool = True,
         **settings: Any,
     ) -> None:
-        self.config = config or _server_config(models, labels, repository, settings)
+        self.config = config or server_config(models, labels, repository, **settings)
         if not self.config.models and self.config.model_control_mode == "none":
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
@@ -247,28 +238,6 @@ class Service:
         pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
         self.metrics.variant.labels(model.name, variant.name).set(1)
         return ServedModel(model, codec, pool, variant, version)
-
-
-def _server_config(
-    models: ModelSource | Sequence[ModelSource] | None,
-    labels: str | Path | None,
-    repository: str | Path | None,
-    settings: dict[str, Any],
-) -> ServerConfig:
-    sources: list[ModelSource]
-    if models is None:
-        sources = []
-    elif isinstance(models, (str, Path, ModelConfig)):
-        sources = [models]
-    else:
-        sources = list(models)
-    if labels is not None and len(sources) != 1:
-        raise ConfigError("labels= goes with exactly one model file")
-    configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
-    if repository is not None:
-        configs += load_repository(repository)
-    where = {} if repository is None else {"repository": Path(repository)}
-    return build_config(models=tuple(configs), **where, **settings)
 
 
 def _worker_spec(
