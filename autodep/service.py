@@ -1,8 +1,10 @@
 """`Service`: the models, their pools and codecs, as one object.
 
-This is the core that every front end calls: the HTTP layer (`autodep.http`)
-only translates requests into these calls, and `autodep.Autodep` adds the
-aiohttp application on top. Nothing here imports a front end.
+This is the core that every front end calls, through `Service.request`: the
+HTTP layer (`autodep.http`) and the gRPC service (`autodep.grpc`) only
+translate requests into these calls, and `autodep.Autodep` (the embedding API)
+holds a Service and its aiohttp application. Nothing here imports a front end.
+See docs/architecture.md for one request followed through.
 """
 
 from __future__ import annotations

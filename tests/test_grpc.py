@@ -93,7 +93,7 @@ async def start_grpc() -> AsyncIterator[Any]:
     started: list[GrpcServer] = []
 
     async def make(server: Any) -> Clients:
-        grpc_server = GrpcServer(server.service)
+        grpc_server = GrpcServer(server.service.service)
         port = await grpc_server.start("127.0.0.1", 0)
         started.append(grpc_server)
         return Clients(server.service, server.url, f"127.0.0.1:{port}")
