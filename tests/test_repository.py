@@ -364,3 +364,29 @@ async def test_mounted_under_a_prefix_a_reload_waits_for_a_body_still_arriving(
                 )
         finally:
             await runner.cleanup()
+
+
+async def test_a_request_held_by_one_model_does_not_hold_anothers_rollout(
+    serve, color_model, reversed_model, gated
+):
+    """In-flight tracking is per model version: a slow request (here held inside the gated
+    model) never keeps a reloaded version of another model draining."""
+    gated_path, gate = gated
+    server = await serve(
+        color_model,
+        gated_path,
+        max_workers=1,
+        max_total_workers=3,
+        model_control_mode="explicit",
+        grace_period=2 * DEADLINE,  # a version that waited for the held request would not go
+    )
+    held = asyncio.create_task(label(server, "gated"))
+    await gate.wait_entered(1)
+    status, answer = await load(server, "colors", v2_entry(reversed_model))
+    assert status == 200, answer
+    repository = server.service.repository
+    # The old colors version is stopped while the gated request is still held.
+    await repository.wait_until(lambda: repository.transitions["colors", "unloaded"] == 1, DEADLINE)
+    assert not held.done()
+    gate.open()
+    assert await asyncio.wait_for(held, DEADLINE) == (200, "red")
