@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -93,22 +93,17 @@ class Service:
             max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
         versions = [v for entry in self.config.models for v in select_versions(entry).values()]
-        try:
+        async with AsyncExitStack() as undo:
+            undo.push_async_callback(self._close_pools)  # if anything below fails
             # Boot the forkserver (it imports torch once); then find each model version's
             # variant (autodep.optimize): cached, or searched now, one after the other
             # so that nothing disturbs a search's measurements.
             await loop.run_in_executor(self._executor, self._launcher.prepare)
             await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
-        except BaseException:
-            await self._close_pools()
-            raise
-        for model in self.config.models:
-            self.repository.prepare(model)
-        try:
+            for model in self.config.models:
+                self.repository.prepare(model)
             await self.repository.start()
-        except BaseException:
-            await self._close_pools()
-            raise
+            undo.pop_all()  # started: shutdown() closes the pools from now on
         if self._autoscale:
             self._autoscaler = Autoscaler(
                 self.repository.pools,  # asked at every tick: versions come and go
