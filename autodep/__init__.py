@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from autodep.blocking import BlockingAutodep
 from autodep.config import ModelConfig, ServerConfig
 from autodep.embedding import Autodep
 from autodep.errors import AutodepError
+from autodep.version import __version__
 
-__all__ = ["Autodep", "AutodepError", "BlockingAutodep", "ModelConfig", "ServerConfig"]
+__all__ = [
+    "Autodep",
+    "AutodepError",
+    "BlockingAutodep",
+    "ModelConfig",
+    "ServerConfig",
+    "__version__",
+]

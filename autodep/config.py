@@ -1,13 +1,15 @@
 """Configuration: the server's settings and one `ModelConfig` per served model.
 
-Every CLI flag is one field of `ServerConfig` (and one `AUTODEP_*` environment
-variable, see `autodep.serve`). Worker, queue and batching settings given on the
-server are defaults that a model's own entry in a repository YAML overrides.
+Every CLI flag is one field of `ServerConfig` and one `AUTODEP_*` environment
+variable (`autodep.serve` builds its parser from the fields). Worker, queue and
+batching settings given on the server are defaults that a model's own entry in a
+repository YAML overrides.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
@@ -187,43 +190,109 @@ class ModelConfig(_Strict):
         return self.labels.read_text().splitlines()
 
 
-class ServerConfig(_Strict):
-    """Settings of one server process (the CLI flags)."""
+ENV_PREFIX = "AUTODEP_"  # every ServerConfig field is also AUTODEP_<FIELD> (the CLI's too)
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    max_workers: int | None = Field(default=None, ge=1)
-    min_workers: int = Field(default=1, ge=0)
-    threads_per_worker: int | None = Field(default=None, ge=1)
-    max_queue: int = Field(default=64, ge=1)
-    idle_timeout: float = Field(default=30.0, gt=0)
-    max_body: int = Field(default=16 * 1024 * 1024, ge=1)
-    request_timeout: float = Field(default=60.0, gt=0)
-    grace_period: float = Field(default=30.0, ge=0)
-    max_batch_size: int = Field(default=8, ge=1)
-    max_queue_delay_ms: float = Field(default=0.0, ge=0)
-    max_total_workers: int | None = Field(default=None, ge=1)  # None: the cores
-    target_utilisation: float = Field(default=0.8, gt=0, le=1)
-    upscale_window: float = Field(default=2.0, gt=0)
-    tick: float = Field(default=1.0, gt=0)
-    # A bearer token every route but /v2/health/* then needs; given, or read from a file.
-    auth_token: SecretStr | None = None
-    auth_token_file: Path | None = None
-    # The environment gives the defaults of these to embedded servers too (AUTODEP_OPTIMIZE=off
-    # turns the optimizer off everywhere; the tests do so except where they test it).
-    optimize: str = Field(default_factory=lambda: os.environ.get("AUTODEP_OPTIMIZE", "auto"))
-    optimize_budget: float = Field(default=300.0, gt=0)
-    optimize_int8: bool = True  # int8 candidates in the search (they pass the gate or are out)
-    cache_dir: Path | None = Field(
-        default_factory=lambda: (
-            Path(os.environ["AUTODEP_CACHE_DIR"]) if os.environ.get("AUTODEP_CACHE_DIR") else None
-        )
+
+def from_environment(name: str) -> str | None:
+    """`AUTODEP_<NAME>`: for the CLI inputs that are not settings (--model, --labels, --config).
+
+    With `ServerConfig` reading its fields (pydantic-settings, `env_prefix`), this is the
+    only place that reads autodep's environment variables.
+    """
+    return os.environ.get(ENV_PREFIX + name.upper()) or None
+
+
+class ServerConfig(BaseSettings):
+    """Settings of one server process: each field is a CLI flag (`--max-workers`) and an
+    environment variable (`AUTODEP_MAX_WORKERS`); its description is the flag's help.
+
+    Given values win over the environment, which wins over the defaults; so an
+    embedded `Autodep` honours `AUTODEP_OPTIMIZE=off` as the server does.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="address to listen on (with --ray, node: each node's own)",
     )
-    model_control_mode: Literal["none", "explicit", "poll"] = "none"
-    repository_poll_s: float = Field(default=2.0, gt=0)
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on (0: a free one)")
+    max_workers: int | None = Field(
+        default=None, ge=1, description="most worker processes per model (default: the cores)"
+    )
+    min_workers: int = Field(default=1, ge=0, description="fewest workers kept alive per model")
+    threads_per_worker: int | None = Field(
+        default=None, ge=1, description="torch threads per worker (default: cores / max-workers)"
+    )
+    max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
+    idle_timeout: float = Field(
+        default=30.0, gt=0, description="seconds before an idle worker above min-workers stops"
+    )
+    max_body: int = Field(default=16 * 1024 * 1024, ge=1, description="request body limit in bytes")
+    request_timeout: float = Field(
+        default=60.0, gt=0, description="seconds before a request is answered 504"
+    )
+    grace_period: float = Field(
+        default=30.0, ge=0, description="seconds to finish queued work at shutdown"
+    )
+    max_batch_size: int = Field(
+        default=8, ge=1, description="most requests per model call (1 turns batching off)"
+    )
+    max_queue_delay_ms: float = Field(
+        default=0.0, ge=0, description="how long a batch may wait to fill up"
+    )
+    max_total_workers: int | None = Field(
+        default=None, ge=1, description="workers of all models together (default: the cores)"
+    )
+    target_utilisation: float = Field(
+        default=0.8, gt=0, le=1, description="busy share of a worker the autoscaler aims at"
+    )
+    upscale_window: float = Field(
+        default=2.0, gt=0, description="seconds of traffic that scaling up looks at"
+    )
+    tick: float = Field(default=1.0, gt=0, description="seconds between autoscaling decisions")
+    auth_token: SecretStr | None = Field(
+        default=None, description="a bearer token every route but /v2/health/* then needs"
+    )
+    auth_token_file: Path | None = Field(
+        default=None, description="a file holding the bearer token (instead of --auth-token)"
+    )
+    optimize: str = Field(
+        default="auto",
+        description="auto (cached, else search first), off, or a candidate's name",
+    )
+    optimize_budget: float = Field(
+        default=300.0, gt=0, description="seconds a model's optimization search may take"
+    )
+    optimize_int8: bool = Field(
+        default=True,
+        description="on or off: off leaves the int8 candidates out of the search",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="where optimization results are kept (default: ~/.cache/autodep)",
+    )
+    model_control_mode: Literal["none", "explicit", "poll"] = Field(
+        default="none",
+        description="none | explicit (the /v2/repository load and unload routes) "
+        "| poll (watch the files)",
+    )
+    repository_poll_s: float = Field(
+        default=2.0, gt=0, description="seconds between looks at the files in poll mode"
+    )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="also serve the V2 protocol over gRPC on this port (0: a free one)",
+    )
+    ray: str | None = Field(
+        default=None,
+        description="serve on every node of this Ray cluster: its address, or auto (autodep[ray])",
+    )
+    log_level: str = Field(default="INFO", description="logging level")
+    # Not flags: what --model, --labels and --config name (see server_config).
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
-    grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
-    ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("optimize")
@@ -440,3 +509,30 @@ def build_config(**fields: Any) -> ServerConfig:
         return ServerConfig(**fields)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+
+
+ModelSource = str | Path | ModelConfig
+
+
+def server_config(
+    models: ModelSource | Sequence[ModelSource] | None,
+    labels: str | Path | None,
+    repository: str | Path | None,
+    **settings: Any,
+) -> ServerConfig:
+    """The whole config from model files and/or a repository YAML, and other settings
+    (ServerConfig fields); what `Service(...)` and the CLI build."""
+    sources: list[ModelSource]
+    if models is None:
+        sources = []
+    elif isinstance(models, (str, Path, ModelConfig)):
+        sources = [models]
+    else:
+        sources = list(models)
+    if labels is not None and len(sources) != 1:
+        raise ConfigError("labels= goes with exactly one model file")
+    configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
+    if repository is not None:
+        configs += load_repository(repository)
+    where = {} if repository is None else {"repository": Path(repository)}
+    return build_config(models=tuple(configs), **where, **settings)

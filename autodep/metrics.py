@@ -1,23 +1,42 @@
 """Prometheus metrics, one registry per `Autodep` (several can live in one process).
 
 Counters and histograms are updated as things happen; the state of the pools
-(workers by state, queue depth, restarts) is read when /metrics is scraped.
+(workers by state, queue depth, restarts) and of the model versions is read
+when /metrics is scraped, as frozen snapshots their owners make (`PoolStats`,
+`VersionStats`): a collector never reads another object's internals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from autodep.pool.pool import ModelPool
-
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """One pool's state at a scrape (`ModelPool.stats()`)."""
+
+    workers: Mapping[str, int]  # live workers by state ("starting", "idle", "busy", "stopping")
+    queue_depth: int
+    restarts: int  # workers that died unasked and were replaced
+    desired: int
+    scale_ups: int
+    scale_downs: int
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """The model versions at a scrape (`Repository.version_stats()`)."""
+
+    versions: Mapping[tuple[str, str, str], int]  # (model, version, state) -> how many
+    transitions: Mapping[tuple[str, str], int]  # (model, state entered) -> how many times
 
 
 class Metrics:
@@ -79,9 +98,13 @@ class Metrics:
             registry=r,
         )
 
-    def watch(self, pools: Callable[[], Mapping[str, ModelPool]]) -> None:
+    def watch(self, pools: Callable[[], Mapping[str, PoolStats]]) -> None:
         """Report the pools' state at every scrape."""
         self.registry.register(_PoolCollector(pools))
+
+    def watch_versions(self, versions: Callable[[], VersionStats]) -> None:
+        """Report the model versions by state at every scrape."""
+        self.registry.register(_VersionCollector(versions))
 
     def observe_request(self, model: str, code: int, seconds: float) -> None:
         """A model request answered (over HTTP or gRPC), with its HTTP status code."""
@@ -100,12 +123,10 @@ class Metrics:
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pools: Callable[[], Mapping[str, ModelPool]]) -> None:
+    def __init__(self, pools: Callable[[], Mapping[str, PoolStats]]) -> None:
         self._pools = pools
 
     def collect(self) -> Iterator[Metric]:
-        from autodep.pool.handle import WorkerState
-
         workers = GaugeMetricFamily(
             "autodep_workers", "Worker processes by state.", labels=["model", "state"]
         )
@@ -123,13 +144,35 @@ class _PoolCollector(Collector):
             "Changes of the desired worker count.",
             labels=["model", "direction"],
         )
-        for name, pool in self._pools().items():
-            for state in WorkerState:
-                if state is not WorkerState.EXITED:
-                    workers.add_metric([name, state.value], pool.count(state))
-            depth.add_metric([name], pool.queue_depth)
-            restarts.add_metric([name], pool.restarts)
-            desired.add_metric([name], pool.desired)
-            events.add_metric([name, "up"], pool.scale_ups)
-            events.add_metric([name, "down"], pool.scale_downs)
+        for name, stats in self._pools().items():
+            for state, count in stats.workers.items():
+                workers.add_metric([name, state], count)
+            depth.add_metric([name], stats.queue_depth)
+            restarts.add_metric([name], stats.restarts)
+            desired.add_metric([name], stats.desired)
+            events.add_metric([name, "up"], stats.scale_ups)
+            events.add_metric([name, "down"], stats.scale_downs)
         yield from (workers, depth, restarts, desired, events)
+
+
+class _VersionCollector(Collector):
+    def __init__(self, versions: Callable[[], VersionStats]) -> None:
+        self._versions = versions
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._versions()
+        versions = GaugeMetricFamily(
+            "autodep_model_versions",
+            "Model versions by state (loading, ready, draining, unloaded, failed).",
+            labels=["model", "version", "state"],
+        )
+        for labels, count in sorted(stats.versions.items()):
+            versions.add_metric(list(labels), count)
+        transitions = CounterMetricFamily(
+            "autodep_model_version_transitions",
+            "Model version state changes, by the state entered.",
+            labels=["model", "state"],
+        )
+        for (model, state), count in sorted(stats.transitions.items()):
+            transitions.add_metric([model, state], count)
+        yield from (versions, transitions)

@@ -1,7 +1,9 @@
 """`python -m autodep.serve`: serve models over HTTP until SIGINT or SIGTERM.
 
-Every flag is also an environment variable: `--max-workers` is
-`AUTODEP_MAX_WORKERS`, and so on (`AUTODEP_MODEL` takes paths separated by `:`).
+Every flag is a `ServerConfig` field and an environment variable: `--max-workers`
+is `max_workers` and `AUTODEP_MAX_WORKERS`; its help and default come from the
+field. `--model` (`AUTODEP_MODEL`, paths separated by `:`), `--labels` and
+`--config` name what to serve.
 """
 
 from __future__ import annotations
@@ -9,64 +11,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from contextlib import AsyncExitStack
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from aiohttp import web
+from pydantic.fields import FieldInfo
 
-from autodep.config import ServerConfig
-from autodep.embedding import Autodep
+from autodep.config import ENV_PREFIX, ServerConfig, from_environment, server_config
 from autodep.errors import ConfigError, WorkerStartError
 from autodep.grpc import GrpcServer
+from autodep.http.app import build_app
 from autodep.pool.launcher import stop_helpers
+from autodep.service import Service
 
 log = logging.getLogger("autodep")
 
-# (flag, type, help); the config field is the flag's name with underscores.
-SETTINGS: list[tuple[str, type, str]] = [
-    ("--host", str, "address to listen on (default 127.0.0.1; with --ray, node: each node's own)"),
-    ("--port", int, "port to listen on (default 8000; 0 picks a free one)"),
-    ("--max-workers", int, "most worker processes per model (default: cores)"),
-    ("--min-workers", int, "fewest workers kept alive per model (default 1)"),
-    ("--threads-per-worker", int, "torch threads per worker (default cores / max-workers)"),
-    ("--max-queue", int, "requests waiting per model before 503 (default 64)"),
-    ("--idle-timeout", float, "seconds before an idle worker above min-workers stops (default 30)"),
-    ("--max-body", int, "request body limit in bytes (default 16 MiB)"),
-    ("--request-timeout", float, "seconds before a request is answered 504 (default 60)"),
-    ("--grace-period", float, "seconds to finish queued work at shutdown (default 30)"),
-    ("--max-batch-size", int, "most requests per model call (default 8; 1 turns batching off)"),
-    ("--max-queue-delay-ms", float, "how long a batch may wait to fill up (default 0)"),
-    ("--max-total-workers", int, "workers of all models together (default: cores)"),
-    ("--target-utilisation", float, "busy share of a worker the autoscaler aims at (default 0.8)"),
-    ("--upscale-window", float, "seconds of traffic that scaling up looks at (default 2)"),
-    ("--tick", float, "seconds between autoscaling decisions (default 1)"),
-    ("--auth-token", str, "a bearer token every route but /v2/health/* then needs"),
-    ("--auth-token-file", str, "a file holding the bearer token (instead of --auth-token)"),
-    ("--optimize", str, "auto (cached, else search first), off, or a candidate's name"),
-    ("--optimize-budget", float, "seconds a model's optimization search may take (default 300)"),
-    ("--optimize-int8", str, "on (default) or off: off leaves int8 out of the search"),
-    ("--cache-dir", str, "where optimization results are kept (default ~/.cache/autodep)"),
-    (
-        "--model-control-mode",
-        str,
-        "none | explicit (the /v2/repository load and unload routes) | poll (watch the files)",
-    ),
-    ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
-    ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
-    ("--ray", str, "serve on every node of this Ray cluster: its address, or auto (autodep[ray])"),
-]
-
-
-def _env(flag: str) -> str | None:
-    return os.environ.get("AUTODEP_" + flag.lstrip("-").replace("-", "_").upper())
+NOT_FLAGS = frozenset({"models", "repository"})  # set by --model, --labels and --config
+# Each ServerConfig field that is a flag, by field name: "max_workers" -> "--max-workers".
+FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ServerConfig.model_fields
+    if name not in NOT_FLAGS
+}
 
 
 def build_parser(prog: str = "python -m autodep.serve") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Serve PyTorch models over HTTP.")
-    models = _env("--model")
+    models = from_environment("model")
     parser.add_argument(
         "--model",
         action="append",
@@ -74,95 +49,120 @@ def build_parser(prog: str = "python -m autodep.serve") -> argparse.ArgumentPars
         help="a TorchScript file to serve, named by its file stem (repeatable)",
     )
     parser.add_argument(
-        "--labels", default=_env("--labels"), help="class labels, one per line, for the --model"
+        "--labels",
+        default=from_environment("labels"),
+        help="class labels, one per line, for the --model",
     )
-    parser.add_argument("--config", default=_env("--config"), help="model repository YAML")
-    for flag, kind, help_text in SETTINGS:
-        parser.add_argument(flag, type=kind, default=_env(flag), help=help_text)
     parser.add_argument(
-        "--log-level", default=_env("--log-level") or "INFO", help="logging level (default INFO)"
+        "--config", default=from_environment("config"), help="model repository YAML"
     )
+    for name, flag in FLAGS.items():
+        field = ServerConfig.model_fields[name]
+        # Unset flags stay None: ServerConfig then reads AUTODEP_<NAME>, else its default.
+        parser.add_argument(flag, type=_scalar(field), dest=name, help=_help(name, field))
     return parser
 
 
+def _scalar(field: FieldInfo) -> type:
+    """The flag's argparse type: the field's int or float (None left out), else str."""
+    kinds = get_args(field.annotation) if _is_union(field.annotation) else (field.annotation,)
+    for kind in kinds:
+        if kind in (int, float):
+            return kind  # type: ignore[no-any-return]
+    return str
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, UnionType)
+
+
+def _help(name: str, field: FieldInfo) -> str:
+    """The field's description, its default unless the description says it, its variable."""
+    text = field.description or ""
+    default = field.get_default()
+    if default is not None and "default" not in text:
+        text += f" (default {default})"
+    return f"{text} [{ENV_PREFIX}{name.upper()}]"
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The whole config, built once: the flags given, else the environment, else defaults."""
     if not args.model and not args.config:
         raise ConfigError("nothing to serve: give --model PATH or --config models.yaml")
-    settings: dict[str, Any] = {}
-    for flag, kind, _ in SETTINGS:
-        name = flag.lstrip("-").replace("-", "_")
-        value = getattr(args, name)
-        if value is not None:
-            settings[name] = kind(value)
-    return Autodep(args.model, labels=args.labels, repository=args.config, **settings).config
+    given = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    return server_config(args.model, args.labels, args.config, **given)
 
 
 async def serve(config: ServerConfig) -> int:
-    """Run until a signal, then shut down in order. Returns the exit code."""
-    try:
-        return await _serve(config)
-    finally:
-        # 5. Stop the forkserver and the resource tracker: exit only after every child.
-        await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
-        log.info("stopped")
+    """Run until a signal, then shut down in order. Returns the exit code.
 
-
-async def _serve(config: ServerConfig) -> int:
+    Each resource is pushed on one exit stack as it is made, so whatever happens
+    (a signal, a port in use, workers that cannot start) the same steps unwind,
+    in reverse: the numbers below are the order in which they run.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)  # the handler only records the signal
-    service = Autodep(config=config)
-    try:
-        await service.start()
-    except WorkerStartError as exc:
-        log.error("could not start: %s", exc)
-        return 1
-    runner = web.AppRunner(service.app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", config.host, config.port, exc.strerror)
-        await service.shutdown(0)
-        await runner.cleanup()
-        return 1
-    host, port = runner.addresses[0][:2]
-    log.info("serving %s on http://%s:%s", ", ".join(service.models), host, port)
-    grpc_server = None
-    if config.grpc_port is not None:
-        grpc_server = GrpcServer(service)
+    async with AsyncExitStack() as unwind:
+        # 5. Stop the forkserver and the resource tracker: exit only after every child.
+        unwind.push_async_callback(_stop_helpers)
+        service = Service(config=config)
+        runner = web.AppRunner(build_app(service), handle_signals=False, access_log=None)
+        await runner.setup()
+        # 4. Close the listening sockets and the idle connections (HTTP last: gRPC first).
+        unwind.push_async_callback(runner.cleanup)
+        grpc_server = None if config.grpc_port is None else GrpcServer(service)
+        if grpc_server is not None:
+            unwind.push_async_callback(grpc_server.stop, 1)
         try:
-            grpc_port = await grpc_server.start(config.host, config.grpc_port)
-        except OSError as exc:
-            log.error("%s", exc)
-            await service.shutdown(0)
-            await runner.cleanup()
+            await service.start()
+        except WorkerStartError as exc:
+            log.error("could not start: %s", exc)
             return 1
-        log.info("serving the V2 protocol over gRPC on %s:%s", config.host, grpc_port)
-    await stop.wait()
-    log.info("shutting down")
-    # 1-3. Refuse new requests (503 / UNAVAILABLE), finish queued work within the
-    #      grace period, stop the workers (Autodep.shutdown).
-    await service.shutdown()
-    # 4. Close the listening sockets and the idle connections.
-    if grpc_server is not None:
-        await grpc_server.stop(grace=1)
-    await runner.cleanup()
+        serving = False
+
+        async def shut_down() -> None:
+            # 1-3. Refuse new requests (503 / UNAVAILABLE), finish queued work within the
+            #      grace period (none if it never served), stop the workers.
+            await service.shutdown(None if serving else 0)
+
+        unwind.push_async_callback(shut_down)
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", config.host, config.port, exc.strerror)
+            return 1
+        host, port = runner.addresses[0][:2]
+        log.info("serving %s on http://%s:%s", ", ".join(service.models), host, port)
+        if grpc_server is not None:
+            try:
+                grpc_port = await grpc_server.start(config.host, config.grpc_port or 0)
+            except OSError as exc:
+                log.error("%s", exc)
+                return 1
+            log.info("serving the V2 protocol over gRPC on %s:%s", config.host, grpc_port)
+        serving = True
+        await stop.wait()
+        log.info("shutting down")
     return 0
+
+
+async def _stop_helpers() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
+    log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m autodep.serve") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         config = config_from_args(args)
+        logging.basicConfig(
+            level=config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
         if args.config is not None:
             # Reads YAML only; Ray is imported below, and only for a cluster.
             from autodep.cluster.config import load_cluster_section

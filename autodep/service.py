@@ -1,33 +1,28 @@
 """`Service`: the models, their pools and codecs, as one object.
 
-This is the core that every front end calls: the HTTP layer (`autodep.http`)
-only translates requests into these calls, and `autodep.Autodep` adds the
-aiohttp application on top. Nothing here imports a front end.
+This is the core that every front end calls, through `Service.request`: the
+HTTP layer (`autodep.http`) and the gRPC service (`autodep.grpc`) only
+translate requests into these calls, and `autodep.Autodep` (the embedding API)
+holds a Service and its aiohttp application. Nothing here imports a front end.
+See docs/architecture.md for one request followed through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Self
 
 from autodep.autoscale.manager import Autoscaler
+from autodep.call import Call
 from autodep.codecs import Codec, Options, Payload, codec_for
-from autodep.config import (
-    ModelConfig,
-    ServerConfig,
-    build_config,
-    cpu_count,
-    load_repository,
-    model_from_file,
-)
-from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
+from autodep.config import ModelConfig, ModelSource, ServerConfig, cpu_count, server_config
+from autodep.errors import AutodepError, ConfigError, ShuttingDown
 from autodep.metrics import Metrics
 from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.resolve import Variant, resolve
@@ -36,20 +31,10 @@ from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.repository.manager import Repository
 from autodep.repository.policy import select_versions
+from autodep.repository.served import ServedModel
 from autodep.worker.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
-
-ModelSource = str | Path | ModelConfig
-
-
-@dataclass
-class ServedModel:
-    config: ModelConfig
-    codec: Codec
-    pool: ModelPool
-    variant: Variant
-    version: int = 1
 
 
 class Service:
@@ -73,18 +58,19 @@ class Service:
         autoscale: bool = True,
         **settings: Any,
     ) -> None:
-        self.config = config or _server_config(models, labels, repository, settings)
+        self.config = config or server_config(models, labels, repository, **settings)
         if not self.config.models and self.config.model_control_mode == "none":
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
-        self._models: dict[str, ServedModel] = {}  # the newest ready version of each model
         self._variants: dict[tuple[str, str], Variant] = {}  # by (model, file): what workers load
         self.metrics = Metrics()
-        # Loads, unloads and rolls out versions at runtime; keeps self._models up to date.
+        # Owns the model versions and the routing table; loads, unloads and rolls out.
         self.repository = Repository(
-            self.config, self._models, self._serve_model, self.metrics, prepare=self._prepare
+            self.config, self._serve_model, self.metrics, prepare=self._prepare
         )
-        self.metrics.watch(lambda: {name: m.pool for name, m in self._models.items()})
+        self.metrics.watch(
+            lambda: {name: m.pool.stats() for name, m in self.repository.models().items()}
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._autoscaler: Autoscaler | None = None
         self._autoscale = autoscale
@@ -107,29 +93,24 @@ class Service:
             max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
         versions = [v for entry in self.config.models for v in select_versions(entry).values()]
-        try:
+        async with AsyncExitStack() as undo:
+            undo.push_async_callback(self._close_pools)  # if anything below fails
             # Boot the forkserver (it imports torch once); then find each model version's
             # variant (autodep.optimize): cached, or searched now, one after the other
             # so that nothing disturbs a search's measurements.
             await loop.run_in_executor(self._executor, self._launcher.prepare)
             await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
-        except BaseException:
-            await self._close_pools()
-            raise
-        for model in self.config.models:
-            self.repository.prepare(model)
-        try:
+            for model in self.config.models:
+                self.repository.prepare(model)
             await self.repository.start()
-        except BaseException:
-            await self._close_pools()
-            raise
+            undo.pop_all()  # started: shutdown() closes the pools from now on
         if self._autoscale:
             self._autoscaler = Autoscaler(
-                self.repository.pools,  # a live view: versions come and go
+                self.repository.pools,  # asked at every tick: versions come and go
                 budget=self.config.worker_budget,
                 tick_s=self.config.tick,
             )
-            self.repository.autoscaler = self._autoscaler
+            self.repository.scale_with(self._autoscaler)
             self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
@@ -154,6 +135,59 @@ class Service:
 
     # -- requests ------------------------------------------------------------
 
+    @asynccontextmanager
+    async def request(
+        self, name: str | None = None, version: int | None = None
+    ) -> AsyncIterator[Call]:
+        """The one way into a model, for every front end (HTTP, V2, gRPC, embedding).
+
+            async with service.request(name, version) as call:   # 404, 503 here
+                body = await read_the_body()                      # the version is held
+                result = await call.predict(payload, options)
+
+        On entry: the model version is looked up (`name` None: the only model;
+        `version` None: its newest ready version), the request admitted
+        before any body is read (a refusal costs next to nothing), and the
+        version held in flight until the block ends, so that a reload does not
+        retire it under the request. On exit, whatever the outcome, the request
+        is counted by model and status code and timed.
+        """
+        began = time.monotonic()
+        label, code = "unknown", 500  # bounded label values: a served model's name, or this
+        try:
+            served = self.model(name, version)
+            label = served.config.name
+            with served.in_flight.request():  # no await between lookup and hold
+                self.admit(served)
+                yield Call(served, self.dispatch, self._executor)
+            code = 200
+        except AutodepError as exc:
+            code = exc.status
+            if label == "unknown" and name in self.repository.models():
+                label = name  # a known model, an unknown version
+            raise
+        except asyncio.CancelledError:
+            code = 499  # the client went away (nginx's code for it)
+            raise
+        finally:
+            self.metrics.observe_request(label, code, time.monotonic() - began)
+
+    def admit(self, served: ServedModel) -> None:
+        """Raise now (503) if the model would refuse one more request."""
+        if not self._accepting:
+            raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
+        served.pool.admit()
+
+    async def dispatch(self, served: ServedModel, item: Item) -> Inferred:
+        """One item to the version's pool: a payload (decoded in a worker) or tensors.
+
+        `Call.infer` comes here; the cluster's `ClusterService` overrides it (and
+        `admit`) to send the item to another node instead.
+        """
+        if isinstance(item, Payload):
+            served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
+        return await served.pool.infer(item)
+
     async def predict(
         self,
         data: bytes | str,
@@ -164,73 +198,28 @@ class Service:
         threshold: float = 0.5,
     ) -> dict[str, Any]:
         """Run one input through a model; the same JSON-able result as POST /predict."""
-        # Held from the lookup to the answer, so a reload does not retire the version found.
-        with self.repository.in_flight.request():
-            served = self.model(model)
-            options = _options(top_n, threshold)
-            inferred = await self.infer(served, Payload.of(data, content_type))
-            return {"model": served.config.name, **await self.encode(served, inferred, options)}
-
-    def admit(self, served: ServedModel) -> None:
-        """Raise now (503) if the model would refuse one more request.
-
-        Front ends call it before they read a body, so that under overload a
-        refusal costs the server next to nothing.
-        """
-        if not self._accepting:
-            raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
-        served.pool.admit()
-
-    async def infer(self, served: ServedModel, item: Item) -> Inferred:
-        """One request through the model's pool: a payload (decoded in the worker) or tensors."""
-        self.admit(served)
-        if isinstance(item, Payload):
-            served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
-        return await served.pool.infer(item)
-
-    async def encode(
-        self, served: ServedModel, inferred: Inferred, options: Options
-    ) -> dict[str, Any]:
-        """Output tensors into the JSON-able result (off the loop unless cheap)."""
-        encoder = served.codec.encoder
-        if encoder.runs_inline:
-            return encoder.encode(inferred.outputs, inferred.meta, options)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, encoder.encode, inferred.outputs, inferred.meta, options
-        )
+        async with self.request(model) as call:
+            options = Options(top_n=top_n, threshold=threshold)
+            return await call.predict(Payload.of(data, content_type), options)
 
     def model(self, name: str | None = None, version: int | None = None) -> ServedModel:
         """A served model by name (None: the only one): its newest ready version, or `version`."""
-        if version is not None:
-            return self.repository.version(self.model(name).config.name, version)
-        if name is None:
-            if len(self._models) == 1:
-                return next(iter(self._models.values()))
-            raise ModelNotFound(
-                f"several models are served ({', '.join(self._models)}); "
-                "name one: POST /predict/{model}"
-            )
-        try:
-            return self._models[name]
-        except KeyError:
-            raise ModelNotFound(
-                f"no model named {name!r}; served: {', '.join(self._models)}"
-            ) from None
+        return self.repository.get(name, version)
 
     @property
     def models(self) -> dict[str, ServedModel]:
-        return dict(self._models)
+        """The newest ready version of each model, by name (a copy)."""
+        return self.repository.models()
 
     # -- state ---------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        return self._accepting and all(m.pool.ready for m in self._models.values())
+        return self._accepting and all(m.pool.ready for m in self.models.values())
 
     def status(self) -> dict[str, Any]:
         models = {
-            name: {**_model_status(m), "version": m.version} for name, m in self._models.items()
+            name: {**_model_status(m), "version": m.version} for name, m in self.models.items()
         }
         return {"models": models, "repository": self.repository.status()}
 
@@ -248,43 +237,11 @@ class Service:
         return ServedModel(model, codec, pool, variant, version)
 
 
-def _server_config(
-    models: ModelSource | Sequence[ModelSource] | None,
-    labels: str | Path | None,
-    repository: str | Path | None,
-    settings: dict[str, Any],
-) -> ServerConfig:
-    sources: list[ModelSource]
-    if models is None:
-        sources = []
-    elif isinstance(models, (str, Path, ModelConfig)):
-        sources = [models]
-    else:
-        sources = list(models)
-    if labels is not None and len(sources) != 1:
-        raise ConfigError("labels= goes with exactly one model file")
-    configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
-    if repository is not None:
-        configs += load_repository(repository)
-    where = {} if repository is None else {"repository": Path(repository)}
-    return build_config(models=tuple(configs), **where, **settings)
-
-
 def _worker_spec(
     model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
 ) -> WorkerSpec:
     threads = config.settings_for(model).start_threads
     return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
-
-
-def _options(top_n: Any, threshold: Any) -> Options:
-    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-        raise InvalidInput(f"top_n must be a whole number of at least 1, not {top_n!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise InvalidInput(f"threshold must be a number between 0 and 1, not {threshold!r}")
-    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
-        raise InvalidInput(f"threshold must be between 0 and 1, not {threshold!r}")
-    return Options(top_n=top_n, threshold=float(threshold))
 
 
 def _model_status(served: ServedModel) -> dict[str, Any]:

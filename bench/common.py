@@ -79,7 +79,8 @@ class InProcess:
     def __init__(self, config: ModelConfig) -> None:
         from autodep.codecs import DECODERS, ENCODERS
         from autodep.codecs.base import Options
-        from autodep.worker.runners import load_model, make_runner
+        from autodep.worker.loading import load_model
+        from autodep.worker.runners import make_runner
 
         self.decoder = DECODERS[config.input](config)
         self.encoder = ENCODERS[config.output](config)

@@ -7,6 +7,7 @@ alone checks that their `inference.*` protobuf messages do not collide.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from autodep.grpc import GrpcServer
 from autodep.grpc import messages as pb
+from tests import models
 from tests.conftest import image_bytes
 from tests.test_cli import CliServer
 
@@ -91,7 +93,7 @@ async def start_grpc() -> AsyncIterator[Any]:
     started: list[GrpcServer] = []
 
     async def make(server: Any) -> Clients:
-        grpc_server = GrpcServer(server.service)
+        grpc_server = GrpcServer(server.service.service)
         port = await grpc_server.start("127.0.0.1", 0)
         started.append(grpc_server)
         return Clients(server.service, server.url, f"127.0.0.1:{port}")
@@ -221,6 +223,59 @@ async def test_errors_have_their_grpc_status(clients):
     assert error.status() == "StatusCode.INVALID_ARGUMENT"
     # The server keeps serving.
     assert await clients.grpc_call("is_model_ready", "colors")
+
+
+async def test_model_version_is_honoured(clients):
+    tensor = triton_grpc.InferInput("input", [1, 3, 224, 224], "FP32")
+    tensor.set_data_from_numpy(red_and_blue()[:1])
+    error = await clients.grpc_error("infer", "colors", [tensor], model_version="7")
+    assert error.status() == "StatusCode.NOT_FOUND" and "no ready version 7" in error.message()
+    error = await clients.grpc_error("infer", "colors", [tensor], model_version="x")
+    assert error.status() == "StatusCode.INVALID_ARGUMENT"
+    error = await clients.grpc_error("is_model_ready", "colors", model_version="7")
+    assert error.status() == "StatusCode.NOT_FOUND"
+    result = await clients.grpc_call("infer", "colors", [tensor], model_version="1")
+    assert result.get_response().model_version == "1"
+    metrics = clients.service.metrics.render().decode()
+    assert 'autodep_requests_total{code="404",model="colors"} 1.0' in metrics
+
+
+def red_image_request(model: str) -> Any:
+    """A ModelInfer request for one red JPEG, answered with its top class as "score:index:label"."""
+    request = pb.ModelInferRequest(model_name=model)
+    spec = request.inputs.add(name="input", datatype="BYTES", shape=[1])
+    spec.contents.bytes_contents.append(image_bytes("red"))
+    request.outputs.add(name="probabilities").parameters["classification"].int64_param = 1
+    return request
+
+
+async def test_a_reload_during_a_grpc_request_waits_for_it(serve, start_grpc, gated, model_dir):
+    """As over HTTP (tests/test_repository.py): the request finishes on the version it found."""
+    model_path, gate = gated
+    server = await serve(
+        model_path, max_workers=1, max_total_workers=2, model_control_mode="explicit"
+    )
+    clients = await start_grpc(server)
+    repository = server.service.repository
+    old = server.service.model("gated")
+    asking = asyncio.create_task(model_infer(clients.grpc_url, red_image_request("gated")))
+    await gate.wait_entered(1)  # the request is inside the old version's model
+    new_file = models.save(models.ReversedColorNet(), model_dir / "grpc-reversed.pt")
+    entry = {"path": str(new_file)}
+    body = {"parameters": {"config": json.dumps(entry)}}
+    async with server.session.post(
+        server.url + "/v2/repository/models/gated/load", json=body
+    ) as response:
+        assert response.status == 200, await response.text()
+    assert server.service.model("gated") is not old  # the new version is routed...
+    assert old.in_flight.count == 1  # ...and the old one waits for the request it holds
+    assert repository.transitions["gated", "unloaded"] == 0
+    gate.open()
+    answer = await asyncio.wait_for(asking, 60)
+    (top,) = _bytes_elements(answer.raw_output_contents[0])
+    assert top.split(b":")[2] == b"red"  # wholly on the version it found
+    await repository.wait_until(lambda: repository.transitions["gated", "unloaded"] == 1, 60)
+    assert await clients.grpc_call("is_model_ready", "gated")
 
 
 async def test_triton_only_rpcs_are_unimplemented(clients):

@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import struct
 
+import aiohttp
 import numpy as np
 import psutil
 import pytest
 import tritonclient.http as triton
+from aiohttp import web
 from tritonclient.utils import InferenceServerException
 
+from autodep import Autodep
 from tests import models
-from tests.conftest import image_bytes
+from tests.conftest import Server, image_bytes
 from tests.triton_client import client, in_thread
 
 V2_LABELS = ("v2-red", "v2-green", "v2-blue")
@@ -291,3 +295,98 @@ def replace(source, target):
     aside = target.with_suffix(".incoming")
     shutil.copy(source, aside)
     aside.replace(target)
+
+
+async def test_mounted_under_a_prefix_a_reload_waits_for_a_body_still_arriving(
+    color_model, reversed_model
+):
+    """Mounted as a sub-application, a request is still held and counted: no guarantee
+    depends on the path (the V2 request below found the old version before its body came)."""
+    image = struct.pack("<I", len(RED)) + RED
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(image)},
+                }
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}],
+        }
+    ).encode()
+    rest_may_come = asyncio.Event()
+
+    async def body():
+        yield header
+        await rest_may_come.wait()
+        yield image
+
+    async with Autodep(color_model, max_workers=1, model_control_mode="explicit") as ad:
+        parent = web.Application()
+        parent.add_subapp("/ml", ad.app)
+        runner = web.AppRunner(parent, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            server = Server(ad, f"http://{host}:{port}/ml", aiohttp.ClientSession())
+            async with server.session:
+                old = ad.model("colors")
+                asking = asyncio.create_task(
+                    server.session.post(
+                        server.url + "/v2/models/colors/infer",
+                        data=body(),
+                        headers={"Inference-Header-Content-Length": str(len(header))},
+                    )
+                )
+                deadline = asyncio.get_running_loop().time() + DEADLINE
+                while old.in_flight.count == 0:  # the handler has the version, not the body
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.01)
+                status, answer = await load(server, "colors", v2_entry(reversed_model))
+                assert status == 200, answer
+                assert ad.model("colors") is not old
+                rest_may_come.set()
+                response = await asyncio.wait_for(asking, DEADLINE)
+                assert response.status == 200, await response.text()
+                (top,) = (await response.json())["outputs"][0]["data"]
+                assert top.split(":")[2] == "red"  # wholly on the version it found
+                await label(server)  # a /predict request, answered by the new version
+                async with server.session.get(server.url + "/metrics") as metrics:
+                    text = await metrics.text()
+                assert 'autodep_requests_total{code="200",model="colors"} 2.0' in text
+                repository = ad.repository
+                await repository.wait_until(
+                    lambda: repository.transitions["colors", "unloaded"] == 1, DEADLINE
+                )
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_request_held_by_one_model_does_not_hold_anothers_rollout(
+    serve, color_model, reversed_model, gated
+):
+    """In-flight tracking is per model version: a slow request (here held inside the gated
+    model) never keeps a reloaded version of another model draining."""
+    gated_path, gate = gated
+    server = await serve(
+        color_model,
+        gated_path,
+        max_workers=1,
+        max_total_workers=3,
+        model_control_mode="explicit",
+        grace_period=2 * DEADLINE,  # a version that waited for the held request would not go
+    )
+    held = asyncio.create_task(label(server, "gated"))
+    await gate.wait_entered(1)
+    status, answer = await load(server, "colors", v2_entry(reversed_model))
+    assert status == 200, answer
+    repository = server.service.repository
+    # The old colors version is stopped while the gated request is still held.
+    await repository.wait_until(lambda: repository.transitions["colors", "unloaded"] == 1, DEADLINE)
+    assert not held.done()
+    gate.open()
+    assert await asyncio.wait_for(held, DEADLINE) == (200, "red")

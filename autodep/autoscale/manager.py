@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 from autodep.autoscale.policy import Claim, Decision, Observation, decide, divide_budget
-
-if TYPE_CHECKING:
-    from autodep.pool.pool import ModelPool
+from autodep.pool.pool import ModelPool
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +16,10 @@ DEFAULT_SERVICE_S = 0.05  # seconds per request assumed until a model has run a 
 
 
 class Autoscaler:
-    def __init__(self, pools: Mapping[str, ModelPool], budget: int, tick_s: float) -> None:
-        self._pools = pools  # read at every tick: its owner may add and remove pools
+    def __init__(
+        self, pools: Callable[[], Mapping[str, ModelPool]], budget: int, tick_s: float
+    ) -> None:
+        self._pools = pools  # asked at every tick: its owner adds and removes pools
         self.budget = budget
         self.tick_s = tick_s
         self._windows: dict[str, deque[Observation]] = {}
@@ -31,6 +30,14 @@ class Autoscaler:
     def start(self) -> None:
         self._next = self._loop.time() + self.tick_s
         self._timer = self._loop.call_at(self._next, self._tick)
+
+    def reserve(self, workers: int) -> None:
+        """Take workers out of the budget (a version loading outside the autoscaler's view)."""
+        self.budget -= workers
+
+    def release(self, workers: int) -> None:
+        """Give back what `reserve` took."""
+        self.budget += workers
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -50,9 +57,10 @@ class Autoscaler:
         """One tick: the pools get their share of the budget."""
         decisions: dict[str, Decision] = {}
         claims: dict[str, Claim] = {}
-        for gone in self._windows.keys() - self._pools.keys():
+        pools = self._pools()
+        for gone in self._windows.keys() - pools.keys():
             del self._windows[gone]
-        for name, pool in self._pools.items():
+        for name, pool in pools.items():
             settings = pool.settings.autoscale
             window = self._windows.setdefault(name, deque())
             window.append(pool.observe())
@@ -66,7 +74,7 @@ class Autoscaler:
                 decision.desired, max(settings.min_workers, int(traffic)), decision.needed_now
             )
         shares = divide_budget(self.budget, claims)
-        for name, pool in self._pools.items():
+        for name, pool in pools.items():
             decision = decisions[name]
             reason = decision.reason
             if shares[name] < decision.desired:

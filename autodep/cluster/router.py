@@ -15,9 +15,10 @@ the eligible node with the most free CPUs. A call to a node that died fails
 with a Ray error; the request is then retried on another node, and the node is
 avoided until the next view (by then the controller has usually dropped it).
 
-    request ─► Service.predict ─► ClusterService.infer ─┬─► here: the pool (memfd, socket)
-                                                        └─► agent(node).infer.remote(item)
-                                                               └─► that node's pool
+    request ─► Service.request ─► Call.infer ─► ClusterService.dispatch
+                                                  ├─► here: the pool (memfd, socket)
+                                                  └─► agent(node).infer.remote(item)
+                                                         └─► that node's pool
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from autodep.cluster.messages import ClusterView, Failure, ModelReport, NodeRepo
 from autodep.errors import RequestTimeout, ShuttingDown, Unavailable
 from autodep.pool.handle import WorkerState
 from autodep.pool.items import Inferred, Item
-from autodep.service import ServedModel, Service
+from autodep.repository.served import ServedModel
+from autodep.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,10 @@ class ClusterService(Service):
         if not self._accepting:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
 
-    async def infer(self, served: ServedModel, item: Item) -> Inferred:
+    async def dispatch(self, served: ServedModel, item: Item) -> Inferred:
         """One request, here or on another node: a payload travels as its bytes."""
         name = served.config.name
-        serve_here = super().infer
+        serve_here = super().dispatch
 
         async def here() -> Inferred:
             return await serve_here(served, item)
@@ -76,7 +78,7 @@ class ClusterService(Service):
 
     async def infer_here(self, model: str, item: Item) -> Inferred:
         """Serve on this node's pool, without routing (a forwarded request lands here)."""
-        return await super().infer(self.model(model), item)
+        return await super().dispatch(self.model(model), item)
 
     async def _route(
         self, model: str, here: Callable[[], Awaitable[T]], there: Callable[[Any], Any]

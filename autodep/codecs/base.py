@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,10 +36,28 @@ class Payload:
 
 @dataclass(frozen=True)
 class Options:
-    """Per-request output options (the query string of /predict)."""
+    """Per-request output options, checked here for every front end.
+
+    /predict takes them from its query string, V2 from the classification
+    extension (`top_n`) and the request's `threshold` parameter.
+    """
 
     top_n: int = 5
     threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        top_n: Any = self.top_n
+        threshold: Any = self.threshold
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise InvalidInput(
+                f"top_n (V2: the classification parameter) must be a whole number "
+                f"of at least 1, not {top_n!r}"
+            )
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise InvalidInput(f"threshold must be a number between 0 and 1, not {threshold!r}")
+        if not (math.isfinite(threshold) and 0 <= threshold <= 1):
+            raise InvalidInput(f"threshold must be between 0 and 1, not {threshold!r}")
+        object.__setattr__(self, "threshold", float(threshold))
 
 
 Meta = dict[str, Any]  # what a decoder learns that the encoder needs, e.g. the image size

@@ -5,15 +5,13 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from autodep.grpc.messages import SERVICE
 from autodep.grpc.service import InferenceService
-
-if TYPE_CHECKING:
-    from autodep.service import Service
+from autodep.service import Service
 
 log = logging.getLogger(__name__)
 

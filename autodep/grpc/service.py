@@ -9,10 +9,9 @@ gRPC status code.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,9 +19,7 @@ import numpy as np
 from autodep.errors import AutodepError, InvalidInput
 from autodep.grpc import messages as pb
 from autodep.protocol import v2
-
-if TYPE_CHECKING:
-    from autodep.service import Service
+from autodep.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +66,22 @@ class InferenceService:
         return pb.ServerReadyResponse(ready=self.service.ready)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ModelReadyResponse(ready=self.service.model(request.name).pool.ready)
+        served = self.service.model(request.name, v2.version_number(request.version))
+        return pb.ModelReadyResponse(ready=served.pool.ready)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerMetadataResponse(**v2.server_metadata())
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        meta = v2.model_metadata(self.service.model(request.name))
+        served = self.service.model(request.name, v2.version_number(request.version))
+        meta = v2.model_metadata(served)
         return pb.ModelMetadataResponse(**meta)
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        began = time.monotonic()
-        status = 500
-        try:
-            served = self.service.model(request.model_name)
-            response = await v2.infer(self.service, served, infer_request(request))
-            status = 200
-            return infer_response(response)
-        except AutodepError as exc:
-            status = exc.status
-            raise
-        finally:
-            name = request.model_name
-            model = name if name in self.service.models else "unknown"  # bounded label values
-            self.service.metrics.observe_request(model, status, time.monotonic() - began)
+        version = v2.version_number(request.model_version)
+        async with self.service.request(request.model_name, version) as call:
+            response = await v2.infer(call, infer_request(request))
+        return infer_response(response)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """The RPCs by name, then UNIMPLEMENTED for the rest of Triton's service."""

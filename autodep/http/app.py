@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -11,19 +9,17 @@ from autodep.http import health, page, predict, repository, v2
 from autodep.http.auth import require_token
 from autodep.http.errors import json_errors
 from autodep.http.keys import SERVICE
-from autodep.http.metrics import count_requests, metrics
-
-if TYPE_CHECKING:
-    from autodep.service import Service
+from autodep.http.metrics import metrics
+from autodep.service import Service
 
 
 def build_app(service: Service) -> web.Application:
-    # The counter sits outside the error middleware, so it sees every final status.
-    middlewares: list[Middleware] = [count_requests, json_errors]
+    # Model requests are counted, timed and held in flight by Service.request, which
+    # every model route calls: no middleware needs to know which route is which.
+    middlewares: list[Middleware] = [json_errors]
     token = service.config.auth_token
     if token is not None:
         middlewares.append(require_token(token.get_secret_value()))
-    middlewares.append(repository.hold_versions)
     app = web.Application(client_max_size=service.config.max_body, middlewares=middlewares)
     app[SERVICE] = service
     app.add_routes(

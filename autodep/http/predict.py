@@ -6,26 +6,22 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from autodep.codecs import Payload
+from autodep.codecs import Options, Payload
 from autodep.errors import InvalidInput, PayloadTooLarge
+from autodep.http.body import read_body
 from autodep.http.keys import SERVICE
 
 
 async def predict(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    served = service.model(request.match_info.get("model"))  # 404 before reading the body
-    top_n = _query_number(request, "top_n", int, 5)
-    threshold = _query_number(request, "threshold", float, 0.5)
-    service.admit(served)  # 503 before reading the body: a refusal costs next to nothing
-    payload = await read_payload(request, service.config.max_body)
-    result = await service.predict(
-        payload.data,
-        model=served.config.name,
-        content_type=payload.content_type,
-        top_n=top_n,
-        threshold=threshold,
-    )
-    return web.json_response(result)
+    # 404 and 503 before the body is read: a refusal costs next to nothing.
+    async with service.request(request.match_info.get("model")) as call:
+        options = Options(
+            top_n=_query_number(request, "top_n", int, 5),
+            threshold=_query_number(request, "threshold", float, 0.5),
+        )
+        payload = await read_payload(request, service.config.max_body)
+        return web.json_response(await call.predict(payload, options))
 
 
 async def read_payload(request: web.Request, limit: int) -> Payload:
@@ -37,7 +33,7 @@ async def read_payload(request: web.Request, limit: int) -> Payload:
     content_type = request.content_type
     if content_type == "multipart/form-data":
         return await _multipart(request, limit)
-    body = await request.read()  # aiohttp refuses more than client_max_size (413)
+    body = await read_body(request)  # aiohttp refuses more than client_max_size (413)
     if not body:
         raise InvalidInput("the request body is empty; send the input as the body")
     # application/octet-stream is aiohttp's type for a body without one: sniffed.

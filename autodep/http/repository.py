@@ -1,12 +1,8 @@
 """The model repository extension, as Triton speaks it (translation only).
 
-    POST /v2/repository/index                 -> [{"name", "version", "state", "reason"}]
-    POST /v2/repository/models/{m}/load       {"parameters": {"config": "<JSON model entry>"}}
-    POST /v2/repository/models/{m}/unload
-
-The middleware `hold_versions` marks each model request as in flight, so that
-a version that leaves the routes is stopped only after the requests that could
-still reach it have finished.
+POST /v2/repository/index                 -> [{"name", "version", "state", "reason"}]
+POST /v2/repository/models/{m}/load       {"parameters": {"config": "<JSON model entry>"}}
+POST /v2/repository/models/{m}/unload
 """
 
 from __future__ import annotations
@@ -16,21 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from autodep.codecs.base import parse_json
 from autodep.config import ModelConfig, model_from_entry
 from autodep.errors import ConfigError, InvalidInput
 from autodep.http.keys import SERVICE
-from autodep.http.metrics import MODEL_ROUTES
-
-
-@web.middleware
-async def hold_versions(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method != "POST" or not request.path.startswith(MODEL_ROUTES):
-        return await handler(request)
-    with request.app[SERVICE].repository.in_flight.request():
-        return await handler(request)
 
 
 async def index(request: web.Request) -> web.Response:

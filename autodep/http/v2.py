@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from autodep.errors import InvalidInput
+from autodep.http.body import read_body
 from autodep.http.errors import error_response
 from autodep.http.keys import SERVICE
 from autodep.protocol import v2
-
-if TYPE_CHECKING:
-    from autodep.service import ServedModel
+from autodep.repository.served import ServedModel
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -21,13 +18,14 @@ async def server_metadata(request: web.Request) -> web.Response:
     return web.json_response(v2.server_metadata())
 
 
+def _route(request: web.Request) -> tuple[str, int | None]:
+    """The route's model, and its version on the /versions/{v}/ routes (else None: the newest)."""
+    return request.match_info["model"], v2.version_number(request.match_info.get("version"))
+
+
 def _served(request: web.Request) -> ServedModel:
-    """The route's model: a version by number on the /versions/{v}/ routes, else the newest."""
-    version = request.match_info.get("version")
-    if version is not None and not version.isdigit():
-        raise InvalidInput(f"model version must be a whole number, not {version!r}")
-    number = None if version is None else int(version)
-    return request.app[SERVICE].model(request.match_info["model"], version=number)
+    name, version = _route(request)
+    return request.app[SERVICE].model(name, version)
 
 
 async def model_metadata(request: web.Request) -> web.Response:
@@ -43,16 +41,15 @@ async def model_ready(request: web.Request) -> web.Response:
 
 
 async def infer(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    served = _served(request)
-    service.admit(served)  # 503 before reading the body
-    body = await request.read()
-    header_length = request.headers.get(HEADER_LENGTH)
-    try:
-        length = None if header_length is None else int(header_length)
-    except ValueError:
-        raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
-    response = await v2.infer(service, served, v2.parse_request(body, length))
+    # 404 and 503 before the body is read: a refusal costs next to nothing.
+    async with request.app[SERVICE].request(*_route(request)) as call:
+        body = await read_body(request)
+        header_length = request.headers.get(HEADER_LENGTH)
+        try:
+            length = None if header_length is None else int(header_length)
+        except ValueError:
+            raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
+        response = await v2.infer(call, v2.parse_request(body, length))
     payload, json_length = v2.serialize_response(response)
     if json_length is None:
         return web.Response(body=payload, content_type="application/json")

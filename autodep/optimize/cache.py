@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,11 +24,8 @@ RESULT = "result.json"
 
 
 def root(configured: Path | None = None) -> Path:
-    """The cache directory: as configured, else $AUTODEP_CACHE_DIR, else ~/.cache/autodep."""
-    if configured is not None:
-        return configured
-    env = os.environ.get("AUTODEP_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "autodep"
+    """The cache directory: as configured (--cache-dir, AUTODEP_CACHE_DIR), else the default."""
+    return configured if configured is not None else Path.home() / ".cache" / "autodep"
 
 
 def file_digest(path: Path) -> str:

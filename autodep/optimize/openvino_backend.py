@@ -19,7 +19,8 @@ import openvino as ov
 import torch
 
 from autodep.optimize.candidates import Options
-from autodep.optimize.source import LoadContext, Source
+from autodep.optimize.source import Source
+from autodep.worker.loading import LoadContext
 
 
 def prepare(source: Source, options: Options, out: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,7 @@ import numpy as np
 import torch
 
 from autodep.optimize.candidates import Options
-from autodep.worker.runners import load_model
-
-
-@dataclass(frozen=True)
-class LoadContext:
-    """What a worker knows when it loads a variant."""
-
-    threads: int  # for runtimes that fix their threads when they load (OpenVINO, ONNX Runtime)
-    cache_dir: Path  # the search's cache entry: room for runtime caches (OpenVINO's model cache)
+from autodep.worker.loading import LoadContext, load_model
 
 
 class MainOutput(torch.nn.Module):

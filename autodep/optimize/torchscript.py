@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from autodep.optimize.candidates import Options
-from autodep.optimize.source import LoadContext, Source
+from autodep.optimize.source import Source
+from autodep.worker.loading import LoadContext
 
 
 class _Cast(torch.nn.Module):

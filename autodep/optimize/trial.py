@@ -30,7 +30,8 @@ from autodep.optimize.result import Result, Row
 from autodep.optimize.samples import Calibration, Sample, calibration_for, samples
 from autodep.optimize.search import Job, import_candidates
 from autodep.optimize.select import choose
-from autodep.optimize.source import LoadContext, Source
+from autodep.optimize.source import Source
+from autodep.worker.loading import LoadContext
 from autodep.worker.runners import Runner, make_runner
 
 Answers = list[list[np.ndarray]]

@@ -48,7 +48,7 @@ from autodep.errors import (
     WorkerError,
     WorkerStartError,
 )
-from autodep.metrics import Metrics
+from autodep.metrics import Metrics, PoolStats
 from autodep.pool.batching import batch_to_take, threads_for_batch
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
 from autodep.pool.items import Inferred, Item
@@ -127,6 +127,21 @@ class ModelPool:
     @property
     def name(self) -> str:
         return self.spec.model
+
+    def stats(self) -> PoolStats:
+        """A frozen snapshot for /metrics."""
+        return PoolStats(
+            workers={
+                state.value: self.count(state)
+                for state in WorkerState
+                if state is not WorkerState.EXITED
+            },
+            queue_depth=self.queue_depth,
+            restarts=self.restarts,
+            desired=self.desired,
+            scale_ups=self.scale_ups,
+            scale_downs=self.scale_downs,
+        )
 
     # -- public --------------------------------------------------------------
 

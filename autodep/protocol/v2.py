@@ -25,20 +25,20 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from autodep import __version__
+from autodep.call import Call
 from autodep.codecs import Options, Payload
 from autodep.codecs.base import parse_json
 from autodep.errors import InvalidInput
 from autodep.pool.items import Inferred, Item
-
-if TYPE_CHECKING:
-    from autodep.service import ServedModel, Service
+from autodep.repository.served import ServedModel
+from autodep.version import __version__
 
 EXTENSIONS = ["classification", "binary_tensor_data"]
 NUMERIC = {
@@ -270,12 +270,8 @@ def _requested_output(spec: Any) -> RequestedOutput:
 def requested_output(name: str, parameters: dict[str, Any]) -> RequestedOutput:
     """An output the client asks for, with the classification extension's parameter."""
     classification = parameters.get("classification")
-    if classification is not None and (
-        not isinstance(classification, int)
-        or isinstance(classification, bool)
-        or classification < 1
-    ):
-        raise InvalidInput("parameters.classification must be a whole number of at least 1")
+    if classification is not None:
+        Options(top_n=classification)  # checked as /predict's top_n is
     binary = parameters.get("binary_data")
     return RequestedOutput(name, classification, None if binary is None else bool(binary))
 
@@ -283,15 +279,29 @@ def requested_output(name: str, parameters: dict[str, Any]) -> RequestedOutput:
 # -- inference ---------------------------------------------------------------
 
 
-async def infer(service: Service, served: ServedModel, request: InferRequest) -> InferResponse:
-    """Run every item of the request through the model (each item one request to the pool)."""
+def version_number(text: str | None) -> int | None:
+    """A model version as a route or message names it ("" or None: the newest)."""
+    if not text:
+        return None
+    if not re.fullmatch("[0-9]{1,18}", text):
+        raise InvalidInput(f"model version must be a whole number, not {text[:40]!r}")
+    return int(text)
+
+
+async def infer(call: Call, request: InferRequest) -> InferResponse:
+    """Run every item of the request through the call's model version (each item one
+    request to the pool, so that they batch with others)."""
+    served = call.served
     if len(request.inputs) != 1:
         raise InvalidInput(
             f"model {served.config.name!r} takes one input, got {len(request.inputs)}"
         )
     items = _items(served, request.inputs[0])
-    inferred = await asyncio.gather(*(service.infer(served, item) for item in items))
-    tensors = await _outputs(service, served, request, list(inferred))
+    options = Options()
+    if served.config.output == "detection":
+        options = Options(threshold=request.parameters.get("threshold", 0.5))
+    inferred = await asyncio.gather(*(call.infer(item) for item in items))
+    tensors = await _outputs(call, request, list(inferred), options)
     return InferResponse(served.config.name, tensors, request.id, str(served.version))
 
 
@@ -329,11 +339,9 @@ def _payload(kind: str, item: bytes, name: str) -> Payload:
 
 
 async def _outputs(
-    service: Service,
-    served: ServedModel,
-    request: InferRequest,
-    inferred: list[Inferred],
+    call: Call, request: InferRequest, inferred: list[Inferred], options: Options
 ) -> list[Tensor]:
+    served = call.served
     kind = served.config.output
     name = model_metadata(served)["outputs"][0]["name"]
     requested = request.outputs or [RequestedOutput(name)]
@@ -348,8 +356,8 @@ async def _outputs(
         if wanted.classification is not None:
             if kind != "classification":
                 raise InvalidInput("the classification extension needs a classification model")
-            options = Options(top_n=wanted.classification)
-            results = [await service.encode(served, one, options) for one in inferred]
+            top = Options(top_n=wanted.classification)
+            results = [await call.encode(one, top) for one in inferred]
             strings = [
                 [f"{p['score']:f}:{p['index']}:{p['label']}".encode() for p in r["predictions"]]
                 for r in results
@@ -358,14 +366,8 @@ async def _outputs(
             flat = [s for row in strings for s in row + [b""] * (width - len(row))]
             tensors.append(_bytes_tensor(name, [len(strings), width], flat, binary))
         elif kind == "detection":
-            threshold = request.parameters.get("threshold", 0.5)
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-                raise InvalidInput(f"parameters.threshold must be a number, not {threshold!r}")
-            if not 0 <= threshold <= 1:
-                raise InvalidInput(f"parameters.threshold must be between 0 and 1, not {threshold}")
-            options = Options(threshold=float(threshold))
             items = [
-                json.dumps((await service.encode(served, one, options))["detections"]).encode()
+                json.dumps((await call.encode(one, options))["detections"]).encode()
                 for one in inferred
             ]
             tensors.append(_bytes_tensor(name, [len(items)], items, binary))

@@ -1,11 +1,11 @@
-"""Requests in progress, counted by the routing generation they started in.
+"""Requests in progress on one model version, counted by the routing generation they started in.
 
-A request looks its model up once it has started, and may hold the version it
-found until it answers. So a version taken out of the routing table is stopped
-only after every request that started before that change has finished (a
-grace period, as in read-copy-update). The HTTP layer wraps each model request
-in `request()`; `advance()` marks a routing change; `settled(g)` waits for the
-requests of generations up to g.
+Each version has one (`ServedModel.in_flight`). `Service.request` looks the
+version up and holds it (`request()`) in the same step, until the answer; so a
+version taken out of the routing table is stopped only after every request
+that found it has finished (a grace period, as in read-copy-update), and a
+request to another version or model never delays it. `advance()` marks a
+routing change; `settled(g)` waits for the requests of generations up to g.
 """
 
 from __future__ import annotations

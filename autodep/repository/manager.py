@@ -3,7 +3,7 @@
     load(entry) ─► per served version: LOADING ─ codec, pool, workers load + warm up
                        │ failed: FAILED (reason in the index); what served keeps serving
                        ▼
-                   READY ─► routed: Service.model() finds it (the newest ready one
+                   READY ─► routed: Service.request finds it (the newest ready one
                        │    per name; any ready one by number)
     replaced or        ▼
     unloaded ──►   DRAINING: out of the routes; requests that started before
@@ -24,109 +24,74 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
+from autodep.autoscale.manager import Autoscaler
 from autodep.codecs import Codec, codec_for
-from autodep.config import ModelConfig, ServerConfig, check_files, load_repository
+from autodep.config import ModelConfig, ServerConfig, check_files
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
-from autodep.metrics import Metrics
-from autodep.repository.inflight import InFlight
+from autodep.metrics import Metrics, VersionStats
+from autodep.pool.pool import ModelPool
+from autodep.repository.budget import make_room
+from autodep.repository.entries import entry_for
+from autodep.repository.errors import LoadFailed, ModelControlDisabled, reason
+from autodep.repository.history import History
 from autodep.repository.policy import select_versions
 from autodep.repository.poll import Plan, Watcher
-from autodep.repository.versions import ModelVersion, State
-
-if TYPE_CHECKING:
-    from autodep.autoscale.manager import Autoscaler
-    from autodep.pool.pool import ModelPool
-    from autodep.service import ServedModel
+from autodep.repository.routes import Instance, Routes
+from autodep.repository.served import ServedModel
+from autodep.repository.versions import State
 
 log = logging.getLogger(__name__)
 
-MakeServed = Callable[[ModelConfig, int, Codec], "ServedModel"]
-
-
-class ModelControlDisabled(AutodepError):
-    """Load and unload requests while --model-control-mode is not `explicit`."""
-
-    status = 400
-
-
-class LoadFailed(AutodepError):
-    """A model (version) could not be loaded or failed its warm-up; the old one serves on."""
-
-    status = 400
-
-
-@dataclass(eq=False)
-class Instance:
-    """A loaded version: its lifecycle record and what serves it."""
-
-    record: ModelVersion
-    served: ServedModel
-
-    @property
-    def key(self) -> str:
-        """Its name in the autoscaler's view (several loads of one model may coexist)."""
-        return f"{self.record.model}/{self.record.number}#{self.record.id}"
+MakeServed = Callable[[ModelConfig, int, Codec], ServedModel]
 
 
 class Repository:
     def __init__(
         self,
         config: ServerConfig,
-        serving: dict[str, ServedModel],
         make: MakeServed,
         metrics: Metrics,
         prepare: Callable[[ModelConfig], Codec] = codec_for,
     ) -> None:
         self.mode = config.model_control_mode
         self._config = config
-        self._serving = serving  # Service._models: the newest ready version of each model
         self._make = make
         # A new version's codec, and whatever else is slow to get ready (blocking).
         self._prepare = prepare
-        self.in_flight = InFlight()
-        self.autoscaler: Autoscaler | None = None  # set once the Service has started one
-        # The autoscaler's view: pools of routed and draining versions.
-        self.pools: dict[str, ModelPool] = {}
-        self._instances: list[Instance] = []  # every live (loading, ready, draining) version
-        self._records: list[ModelVersion] = []  # what the index shows
+        self._autoscaler: Autoscaler | None = None  # once the Service has started one
+        self._routes = Routes()
+        self._history = History(on_change=self._changed)
         self._entries: dict[str, ModelConfig] = {}  # the entry each model was loaded from
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._changed: asyncio.Condition | None = None
+        self._condition: asyncio.Condition | None = None  # created in the running loop
         self._watcher: Watcher | None = None
-        self.transitions: Counter[tuple[str, str]] = Counter()
-        metrics.registry.register(_VersionCollector(self))
+        metrics.watch_versions(self.version_stats)
 
     # -- startup and shutdown ------------------------------------------------
 
     def prepare(self, entry: ModelConfig) -> None:
         """At startup: the entry's served versions, LOADING, their workers not started."""
         for number, version in select_versions(entry).items():
-            record = ModelVersion(entry.name, number, on_change=self._on_change)
-            self._instances.append(
-                Instance(record, self._make(version, number, codec_for(version)))
-            )
+            record = self._history.new(entry.name, number)
+            self._routes.add(Instance(record, self._make(version, number, codec_for(version))))
         self._entries[entry.name] = entry
 
     async def start(self) -> None:
         """Start the prepared versions' workers; raises the first failure."""
-        loading = [i for i in self._instances if i.record.state is State.LOADING]
+        loading = [i for i in self._routes.live() if i.record.state is State.LOADING]
         results = await asyncio.gather(
             *(i.served.pool.start() for i in loading), return_exceptions=True
         )
         for instance, result in zip(loading, results, strict=True):
             if isinstance(result, BaseException):
-                instance.record.to(State.FAILED, _reason(result))
+                instance.record.to(State.FAILED, reason(result))
             else:
                 instance.record.to(State.READY, "loaded; workers warmed up")
-                self._route(instance)
+                self._routes.route(instance)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -139,9 +104,9 @@ class Repository:
             )
             self._watcher.start()
 
-    def served(self) -> list[ServedModel]:
-        """Every live version (for shutdown)."""
-        return [i.served for i in self._instances]
+    def scale_with(self, autoscaler: Autoscaler) -> None:
+        """Loads reserve their workers out of this autoscaler's budget from now on."""
+        self._autoscaler = autoscaler
 
     async def stop(self) -> None:
         """Stop polling and the retirements in progress (shutdown then drains every pool)."""
@@ -151,13 +116,62 @@ class Repository:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- requests (the routes) -----------------------------------------------
+    # -- lookups -------------------------------------------------------------
+
+    def get(self, name: str | None = None, version: int | None = None) -> ServedModel:
+        """A model's newest ready version, or its ready version `version` (404 otherwise).
+
+        `name` None: the only model served (several: 404 asking to name one).
+        """
+        return self._routes.get(name, version)
+
+    def models(self) -> dict[str, ServedModel]:
+        """The newest ready version of each model, by name (a copy)."""
+        return self._routes.models()
+
+    def pools(self) -> dict[str, ModelPool]:
+        """The autoscaler's view: the pools of routed and draining versions (a copy)."""
+        return self._routes.pools()
+
+    def served(self) -> list[ServedModel]:
+        """Every live version (for shutdown)."""
+        return [i.served for i in self._routes.live()]
+
+    # -- the index -----------------------------------------------------------
+
+    @property
+    def transitions(self) -> Counter[tuple[str, str]]:
+        """Version state changes so far, by (model, state entered)."""
+        return self._history.transitions
+
+    def version_stats(self) -> VersionStats:
+        return self._history.stats()
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """Triton's repository index: [{"name", "version", "state", "reason"}]."""
+        return self._history.index(ready_only)
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"mode": self.mode, "versions": self._history.status()}
+        if self._watcher is not None:
+            status["poll"] = self._watcher.status()
+        return status
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Return once predicate() holds after some transition (TimeoutError after timeout)."""
+        if self._condition is None:
+            self._condition = asyncio.Condition()
+        changed = self._condition
+        async with asyncio.timeout(timeout), changed:
+            await changed.wait_for(predicate)
+
+    # -- requests (the control routes) ---------------------------------------
 
     async def load(self, name: str, entry: ModelConfig | None = None) -> None:
         """Load a model, or reload it (a new file or settings) without failing a request."""
         self._require_explicit("load")
         if entry is None:
-            entry = self._entry_for(name)
+            entry = entry_for(name, self._config.repository, self._entries)
         elif entry.name != name:
             raise InvalidInput(f"the config names model {entry.name!r}, the route {name!r}")
         await self._roll_out(entry)
@@ -166,37 +180,6 @@ class Repository:
         """Take a model out of service; return once its workers have stopped."""
         self._require_explicit("unload")
         await self._unload(name)
-
-    def version(self, name: str, number: int) -> ServedModel:
-        ready = [i for i in self._routed(name) if i.record.number == number]
-        if not ready:
-            numbers = sorted({i.record.number for i in self._routed(name)})
-            raise ModelNotFound(
-                f"model {name!r} has no ready version {number}; ready: "
-                f"{', '.join(map(str, numbers)) or 'none'}"
-            )
-        return max(ready, key=lambda i: i.record.id).served
-
-    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
-        """Triton's repository index: [{"name", "version", "state", "reason"}]."""
-        records = sorted(self._records, key=lambda r: (r.model, r.number, r.id))
-        return [r.index_entry() for r in records if not ready_only or r.state is State.READY]
-
-    def status(self) -> dict[str, Any]:
-        records = sorted(self._records, key=lambda r: (r.model, r.number, r.id))
-        status: dict[str, Any] = {
-            "mode": self.mode,
-            "versions": [{"name": r.model, **r.status()} for r in records],
-        }
-        if self._watcher is not None:
-            status["poll"] = self._watcher.status()
-        return status
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        """Return once predicate() holds after some transition (TimeoutError after timeout)."""
-        changed = self._condition()
-        async with asyncio.timeout(timeout), changed:
-            await changed.wait_for(predicate)
 
     # -- rollout -------------------------------------------------------------
 
@@ -217,100 +200,99 @@ class Repository:
             # the new entry serves, the numbers its version_policy no longer names.
             retiring = [
                 i
-                for i in self._routed(name)
+                for i in self._routes.routed(name)
                 if i not in ready
                 and (i.record.number in numbers or (ready and i.record.number not in targets))
             ]
+            # No await from here to the routing: every request finds exactly one version.
             for old in retiring:
-                old.record.to(State.DRAINING, f"replaced by {self._loads(ready)}")
+                old.record.to(State.DRAINING, f"replaced by {_loads(ready)}")
             for instance in ready:
-                self._route(instance)
-            self._publish(name)
-            generation = self.in_flight.advance()
+                self._routes.route(instance)
+            self._routes.publish(name)
             if ready:
                 self._entries[name] = entry
             for old in retiring:
-                self._track(self._retire(old, generation))
+                self._track(self._retire(old))
         failed = sorted(set(targets) - numbers)
         if failed:
-            serving = sorted({i.record.number for i in self._routed(name)})
+            serving = sorted({i.record.number for i in self._routes.routed(name)})
             raise LoadFailed(
                 f"model {name!r} version {', '.join(map(str, failed))} failed to load: "
-                f"{self._last_reason(name, failed[0])}; serving: "
+                f"{self._history.last_reason(name, failed[0])}; serving: "
                 f"{', '.join(f'version {n}' for n in serving) or 'nothing'}"
             )
 
     async def _load_version(self, config: ModelConfig, number: int) -> Instance | None:
         """Load one version and pass its warm-up in at least one worker; None if it failed."""
-        record = ModelVersion(config.name, number, on_change=self._on_change)
+        record = self._history.new(config.name, number)
         loop = asyncio.get_running_loop()
         try:
             codec = await loop.run_in_executor(None, self._prepare, config)
             served = self._make(config, number, codec)
         except Exception as exc:
-            record.to(State.FAILED, _reason(exc))
+            record.to(State.FAILED, reason(exc))
             return None
         instance = Instance(record, served)
-        self._instances.append(instance)
+        self._routes.add(instance)
         pool = served.pool
         workers = max(1, pool.settings.min_workers)
-        self._make_room(name=config.name, workers=workers, number=number)
+        # Reserved out of the autoscaler's budget while loading; older versions make room.
+        self._reserve(workers)
+        make_room(
+            [i.served.pool for i in self._routes.routed(config.name)],
+            in_use=sum(p.live for p in self._routes.pools().values()),
+            workers=workers,
+            budget=self._config.worker_budget,
+            number=number,
+        )
         try:
             await pool.start(workers)
         except Exception as exc:
             await pool.close()
-            self._instances.remove(instance)
-            record.to(State.FAILED, _reason(exc))
+            self._routes.remove(instance)
+            record.to(State.FAILED, reason(exc))
             return None
         except BaseException:
             await pool.close()
-            self._instances.remove(instance)
+            self._routes.remove(instance)
             record.to(State.FAILED, "cancelled (the server is shutting down)")
             raise
         finally:
-            self._reserve(-workers)
+            self._release(workers)
         record.to(State.READY, "loaded; workers warmed up")
         return instance
 
-    def _make_room(self, name: str, workers: int, number: int) -> None:
-        """Reserve a loading version's workers; older versions of the model shrink to fit."""
-        self._reserve(workers)
-        budget = self._config.worker_budget
-        excess = sum(p.live for p in self.pools.values()) + workers - budget
-        for old in self._routed(name):
-            pool = old.served.pool
-            give = min(excess, pool.live - 1)
-            if give > 0:
-                pool.set_desired(
-                    pool.live - give,
-                    f"version {number} is loading: making room in the budget of {budget} workers",
-                )
-                excess -= give
-
     def _reserve(self, workers: int) -> None:
-        if self.autoscaler is not None:
-            self.autoscaler.budget -= workers
+        if self._autoscaler is not None:
+            self._autoscaler.reserve(workers)
+
+    def _release(self, workers: int) -> None:
+        if self._autoscaler is not None:
+            self._autoscaler.release(workers)
 
     async def _unload(self, name: str) -> None:
         async with self._lock(name):
-            instances = self._routed(name)
+            instances = self._routes.routed(name)
             if not instances:
                 raise ModelNotFound(f"model {name!r} is not loaded")
             for instance in instances:
                 instance.record.to(State.DRAINING, "unload requested")
-            self._publish(name)
+            self._routes.publish(name)
             self._entries.pop(name, None)
-            generation = self.in_flight.advance()
-        await asyncio.gather(*(self._retire(i, generation) for i in instances))
+        await asyncio.gather(*(self._retire(i) for i in instances))
 
-    async def _retire(self, instance: Instance, generation: int) -> None:
+    async def _retire(self, instance: Instance) -> None:
         """Drain a version out of the routes (bounded by the grace period), then stop it."""
         loop = asyncio.get_running_loop()
         grace = self._config.grace_period
         deadline = loop.time() + grace
+        # Out of the routes now: no new request can find it, so waiting for the ones
+        # that hold it is enough.
+        in_flight = instance.served.in_flight
         try:
             async with asyncio.timeout(grace):
-                await self.in_flight.settled(generation)
+                await in_flight.settled(in_flight.advance())
         except TimeoutError:
             log.warning(
                 "model %r version %d: requests still running after %g s; stopping it",
@@ -321,18 +303,19 @@ class Repository:
         pool = instance.served.pool
         await pool.drain(max(0.0, deadline - loop.time()))
         await pool.close()
-        self.pools.pop(instance.key, None)
-        self._instances.remove(instance)
+        self._routes.remove(instance)
         instance.record.to(State.UNLOADED, "unloaded; workers stopped")
 
-    async def _apply(self, plan: Plan, entries: dict[str, ModelConfig]) -> None:
-        """Poll mode: act on what changed in the repository."""
-        for name in plan.unload:
-            await self._try(self._unload(name))
-        for name in plan.load:
-            await self._try(self._roll_out(entries[name]))
+    # -- poll mode -----------------------------------------------------------
 
-    async def _try(self, change: Any) -> None:
+    async def _apply(self, plan: Plan, entries: dict[str, ModelConfig]) -> None:
+        """Act on what changed in the repository files (errors are logged, not raised)."""
+        for name in plan.unload:
+            await self._logged(self._unload(name))
+        for name in plan.load:
+            await self._logged(self._roll_out(entries[name]))
+
+    async def _logged(self, change: Any) -> None:
         try:
             await change
         except AutodepError as exc:
@@ -340,36 +323,10 @@ class Repository:
 
     # -- bookkeeping ---------------------------------------------------------
 
-    def _route(self, instance: Instance) -> None:
-        self.pools[instance.key] = instance.served.pool
-        self._publish(instance.record.model)
-
-    def _publish(self, name: str) -> None:
-        """Service.model(name) finds the newest ready version, or nothing."""
-        routed = self._routed(name)
-        if routed:
-            self._serving[name] = max(routed, key=lambda i: (i.record.number, i.record.id)).served
-        else:
-            self._serving.pop(name, None)
-
-    def _routed(self, name: str) -> list[Instance]:
-        return [
-            i for i in self._instances if i.record.model == name and i.record.state is State.READY
-        ]
-
-    def _on_change(self, record: ModelVersion) -> None:
-        if record not in self._records:
-            self._records.append(record)
-        self.transitions[(record.model, record.state.value)] += 1
-        self._records = list(_visible(self._records))
-        changed = self._changed
-        if changed is not None:
-            self._track(_notify(changed))
-
-    def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        return self._changed
+    def _changed(self) -> None:
+        """After every version transition: wake wait_until()."""
+        if self._condition is not None:
+            self._track(_notify(self._condition))
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -384,13 +341,6 @@ class Repository:
         if not task.cancelled() and task.exception() is not None:
             log.error("repository task failed", exc_info=task.exception())
 
-    def _loads(self, ready: list[Instance]) -> str:
-        return ", ".join(f"version {i.record.number} (load #{i.record.id})" for i in ready)
-
-    def _last_reason(self, name: str, number: int) -> str:
-        failed = [r for r in self._records if (r.model, r.number) == (name, number)]
-        return failed[-1].reason if failed else "unknown"
-
     def _require_explicit(self, action: str) -> None:
         if self.mode != "explicit":
             raise ModelControlDisabled(
@@ -403,67 +353,11 @@ class Repository:
                 )
             )
 
-    def _entry_for(self, name: str) -> ModelConfig:
-        """A load without a config: the repository YAML's entry, else the current one."""
-        path = self._config.repository
-        if path is not None:
-            try:
-                entries = {e.name: e for e in load_repository(path)}
-            except ConfigError as exc:
-                raise LoadFailed(exc.message) from None
-            if name in entries:
-                return entries[name]
-        if name in self._entries:
-            return self._entries[name]
-        where = f" nor in {path}" if path is not None else ""
-        raise ModelNotFound(
-            f"no model named {name!r} is loaded{where}; send its entry as "
-            '{"parameters": {"config": "<JSON model entry>"}}'
-        )
 
-
-def _visible(records: list[ModelVersion]) -> Iterator[ModelVersion]:
-    """Live versions, and per (model, number) the newest finished one if no live one is newer."""
-    keys = {(r.model, r.number) for r in records}
-    for key in keys:
-        same = [r for r in records if (r.model, r.number) == key]
-        live = [r for r in same if r.live]
-        yield from live
-        finished = [r for r in same if not r.live]
-        newest_live = max((r.id for r in live), default=0)
-        if finished and (last := max(finished, key=lambda r: r.id)).id > newest_live:
-            yield last
+def _loads(ready: list[Instance]) -> str:
+    return ", ".join(f"version {i.record.number} (load #{i.record.id})" for i in ready)
 
 
 async def _notify(changed: asyncio.Condition) -> None:
     async with changed:
         changed.notify_all()
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, AutodepError):
-        return error.message
-    return f"{type(error).__name__}: {error}"
-
-
-class _VersionCollector(Collector):
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
-
-    def collect(self) -> Iterator[Metric]:
-        versions = GaugeMetricFamily(
-            "autodep_model_versions",
-            "Model versions by state (loading, ready, draining, unloaded, failed).",
-            labels=["model", "version", "state"],
-        )
-        counts = Counter((r.model, str(r.number), r.state.value) for r in self._repository._records)
-        for labels, count in sorted(counts.items()):
-            versions.add_metric(list(labels), count)
-        transitions = CounterMetricFamily(
-            "autodep_model_version_transitions",
-            "Model version state changes, by the state entered.",
-            labels=["model", "state"],
-        )
-        for (model, state), count in sorted(self._repository.transitions.items()):
-            transitions.add_metric([model, state], count)
-        yield from (versions, transitions)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 MARKER = "autodep_model"
 OPTION = "--autodep-model"
-# Marker keywords that are not one of `autodep.serve.SETTINGS`, and their server flags.
+# Marker keywords that are not one of `autodep.serve.FLAGS`, and their server flags.
 FLAG_OF = {"labels": "--labels", "repository": "--config"}
 
 
@@ -75,9 +75,9 @@ class ModelSpec:
 
     def flags(self) -> list[str]:
         """The same as `python -m autodep.serve` flags."""
-        from autodep.serve import SETTINGS
+        from autodep.serve import FLAGS
 
-        known = {flag.lstrip("-").replace("-", "_"): flag for flag, _, _ in SETTINGS}
+        known = dict(FLAGS)
         known.pop("port")  # always 0: a free port, found by the server itself
         known.update(FLAG_OF)
         flags = [arg for path in self.paths for arg in ("--model", path)]

@@ -32,7 +32,8 @@ from autodep.pool import items
 from autodep.pool.items import Item
 from autodep.pool.messages import BlockingChannel, Message, error_message
 from autodep.pool.shm import SharedBuffer
-from autodep.worker.runners import Runner, load_model, make_runner
+from autodep.worker.loading import load_model
+from autodep.worker.runners import Runner, make_runner
 from autodep.worker.spec import WorkerSpec
 
 _PR_SET_PDEATHSIG = 1

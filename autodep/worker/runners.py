@@ -7,39 +7,14 @@ model (softmax, argmax) so that less data travels back.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from autodep.worker.spec import VariantSpec
-
 Batch = Sequence[Sequence[torch.Tensor]]
 Outputs = list[list[torch.Tensor]]
 Runner = Callable[[Batch], Outputs]
-
-
-def load_model(path: str, variant: VariantSpec | None = None) -> Any:
-    """A TorchScript file, or a `torch.export` program (`.pt2`); or the optimized `variant`."""
-    if variant is not None:
-        return _load_variant(variant)
-    if Path(path).suffix == ".pt2":
-        return torch.export.load(path).module()
-    with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the input
-        warnings.simplefilter("ignore", FutureWarning)
-        model = torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]
-    model.eval()
-    return model
-
-
-def _load_variant(variant: VariantSpec) -> Any:
-    from autodep.optimize.candidates import imported
-    from autodep.optimize.source import LoadContext
-
-    context = LoadContext(variant.threads, Path(variant.cache_dir))
-    return imported(variant.load)(Path(variant.artifact), dict(variant.options), context)
 
 
 def make_runner(model: Any, input_kind: str, output_kind: str) -> Runner:
