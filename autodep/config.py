@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,6 +25,10 @@ from pydantic import (
 from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
 from autodep.optimize.candidates import NAMES
+from autodep.storage.refs import is_remote, remote_fields, with_local
+
+if TYPE_CHECKING:
+    from autodep.storage.store import Store
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -137,6 +141,9 @@ class ModelConfig(_Strict):
     max_queue: int | None = Field(default=None, ge=1)
     autoscaling: Autoscaling = Autoscaling()
     optimize: Optimize = Optimize()
+    # The s3:// URL each field was fetched from ("path", "versions.2", ...): the fields hold
+    # the local cached copies; poll mode watches these URLs (autodep.storage).
+    remote: dict[str, str] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -318,8 +325,12 @@ class PoolSettings(_Strict):
         return self.threads or max(1, self.cores // self.max_workers)
 
 
-def model_from_file(path: str | Path, labels: str | Path | None = None) -> ModelConfig:
-    """A bare model file: image classification with the DESIGN.md defaults."""
+def model_from_file(
+    path: str | Path, labels: str | Path | None = None, *, store: Store | None = None
+) -> ModelConfig:
+    """A bare model file (or s3:// object): image classification with the DESIGN.md defaults."""
+    if is_remote(path) or is_remote(labels):
+        return _model_from_object(str(path), labels, store or _default_store())
     path = Path(path)
     if labels is None:
         beside = path.with_name(f"{path.stem}.labels.txt")
@@ -334,8 +345,20 @@ def model_from_file(path: str | Path, labels: str | Path | None = None) -> Model
     return model
 
 
-def load_repository(path: str | Path) -> list[ModelConfig]:
-    """Read and validate a model repository YAML; paths in it are relative to the file."""
+def _model_from_object(path: str, labels: str | Path | None, store: Store) -> ModelConfig:
+    if labels is None and is_remote(path):
+        labels = store.labels_beside(path)
+    entry: dict[str, Any] = {"name": Path(path).stem, "path": path}
+    if labels is not None:
+        entry["labels"] = str(labels)
+    return model_from_entry(entry, Path.cwd(), path, store=store)
+
+
+def load_repository(path: str | Path, *, store: Store | None = None) -> list[ModelConfig]:
+    """Read and validate a model repository YAML; paths in it are relative to the file.
+
+    s3:// URLs in it are fetched through `store` (default: the standard AWS settings).
+    """
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -346,7 +369,9 @@ def load_repository(path: str | Path) -> list[ModelConfig]:
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
         raise ConfigError(f"{path}: expected a mapping with a `models:` list")
     models = [
-        model_from_entry(entry, path.parent, str(path), f"models[{index}]")
+        model_from_entry(
+            entry, path.parent, str(path), f"models[{index}]", store=store or _default_store()
+        )
         for index, entry in enumerate(document["models"])
     ]
     _check_files(models, path)
@@ -354,19 +379,51 @@ def load_repository(path: str | Path) -> list[ModelConfig]:
 
 
 def model_from_entry(
-    entry: Any, base: Path, source: str, position: str = "model entry"
+    entry: Any,
+    base: Path,
+    source: str,
+    position: str = "model entry",
+    *,
+    store: Store | None = None,
 ) -> ModelConfig:
-    """One model entry (a YAML mapping, or JSON in a load request); paths relative to base."""
+    """One model entry (a YAML mapping, or JSON in a load request); paths relative to base.
+
+    s3:// URLs are fetched through `store`; without one (a load request) they are refused:
+    which objects may load as code is the operator's choice, made in the YAML or --model.
+    """
     where = f"{source}: {position}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: each model entry must be a mapping")
     if "name" in entry:
         where = f"{source}: model {entry['name']!r}"
+    remote = remote_fields(entry)
+    if remote:
+        if store is None:
+            raise ConfigError(f"{where}: s3:// paths are allowed only in the repository YAML")
+        try:
+            entry = {**with_local(entry, store.localize(remote)), "remote": remote}
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
     try:
         model = ModelConfig(**entry)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(exc)}") from None
     return _resolve_paths(model, base)
+
+
+def refetch(model: ModelConfig, store: Store) -> ModelConfig:
+    """The entry with its s3:// fields fetched again (their current versions)."""
+    if not model.remote:
+        return model
+    entry = model.model_dump(exclude={"remote"})
+    entry = {**with_local(entry, store.localize(model.remote)), "remote": model.remote}
+    return ModelConfig(**entry)
+
+
+def _default_store() -> Store:
+    from autodep.storage.store import store_for  # boto3 is imported only when needed
+
+    return store_for()
 
 
 def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
