@@ -229,6 +229,8 @@ class ServerConfig(_Strict):
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
     grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
     ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
+    # Where s3:// models are read from; None: boto3's own choice (AWS_ENDPOINT_URL, or AWS).
+    s3_endpoint: str | None = None
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("optimize")
@@ -421,9 +423,16 @@ def refetch(model: ModelConfig, store: Store) -> ModelConfig:
 
 
 def _default_store() -> Store:
+    return store_of()
+
+
+def store_of(config: ServerConfig | None = None) -> Store:
+    """The object store a server's s3:// paths are read from (its endpoint and cache)."""
     from autodep.storage.store import store_for  # boto3 is imported only when needed
 
-    return store_for()
+    if config is None:
+        return store_for()
+    return store_for(config.s3_endpoint, config.cache_dir)
 
 
 def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
