@@ -26,6 +26,7 @@ from autodep.config import (
     cpu_count,
     load_repository,
     model_from_file,
+    store_of,
 )
 from autodep.errors import ConfigError, InvalidInput, ModelNotFound, ShuttingDown
 from autodep.metrics import Metrics
@@ -248,6 +249,9 @@ class Service:
         return ServedModel(model, codec, pool, variant, version)
 
 
+_STORE_FIELDS = ("s3_endpoint", "cache_dir")  # what fetching s3:// models needs of the settings
+
+
 def _server_config(
     models: ModelSource | Sequence[ModelSource] | None,
     labels: str | Path | None,
@@ -263,9 +267,13 @@ def _server_config(
         sources = list(models)
     if labels is not None and len(sources) != 1:
         raise ConfigError("labels= goes with exactly one model file")
-    configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
+    store = store_of(build_config(**{k: v for k, v in settings.items() if k in _STORE_FIELDS}))
+    configs = [
+        s if isinstance(s, ModelConfig) else model_from_file(s, labels, store=store)
+        for s in sources
+    ]
     if repository is not None:
-        configs += load_repository(repository)
+        configs += load_repository(repository, store=store)
     where = {} if repository is None else {"repository": Path(repository)}
     return build_config(models=tuple(configs), **where, **settings)
 

@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from autodep.codecs import Codec, codec_for
-from autodep.config import ModelConfig, ServerConfig, check_files, load_repository
+from autodep.config import ModelConfig, ServerConfig, check_files, load_repository, store_of
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
 from autodep.metrics import Metrics
 from autodep.repository.inflight import InFlight
@@ -136,6 +136,7 @@ class Repository:
                 list(self._entries.values()),
                 self._config.repository_poll_s,
                 self._apply,
+                store_of(self._config),
             )
             self._watcher.start()
 
@@ -408,7 +409,7 @@ class Repository:
         path = self._config.repository
         if path is not None:
             try:
-                entries = {e.name: e for e in load_repository(path)}
+                entries = {e.name: e for e in load_repository(path, store=store_of(self._config))}
             except ConfigError as exc:
                 raise LoadFailed(exc.message) from None
             if name in entries:

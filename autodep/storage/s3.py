@@ -39,9 +39,10 @@ _MISSING = {"404", "NoSuchKey", "NotFound"}
 class StorageError(ConfigError):
     """An object could not be read or written (the message names bucket, key and cause)."""
 
-    def __init__(self, message: str, *, missing: bool = False) -> None:
+    def __init__(self, message: str, *, missing: bool = False, denied: bool = False) -> None:
         super().__init__(message)
         self.missing = missing  # the object or bucket does not exist
+        self.denied = denied  # the store refused the credentials or the request
 
 
 @dataclass(frozen=True)
@@ -112,15 +113,6 @@ class S3:
             meta.get("VersionId") if meta.get("VersionId") not in (None, "null") else None,
         )
 
-    def exists(self, ref: ObjectRef) -> bool:
-        try:
-            self.head(ref)
-        except StorageError as exc:
-            if exc.missing:
-                return False
-            raise
-        return True
-
     def stream(self, ref: ObjectRef, info: ObjectInfo, start: int, end: int) -> Iterator[bytes]:
         """Bytes start..end (inclusive) of exactly the version `info` describes."""
         pin = {"VersionId": info.version_id} if info.version_id else {"IfMatch": f'"{info.etag}"'}
@@ -160,7 +152,8 @@ class S3:
         except (ClientError, BotoCoreError) as exc:
             where = f"cannot {action} {ref.url} (bucket {ref.bucket!r}, key {ref.key!r})"
             cause, missing = _cause(exc, self.client.meta.endpoint_url)
-            raise StorageError(f"{where}: {cause}", missing=missing) from None
+            denied = cause.startswith("access denied")
+            raise StorageError(f"{where}: {cause}", missing=missing, denied=denied) from None
 
 
 def _cause(exc: ClientError | BotoCoreError, endpoint: str) -> tuple[str, bool]:

@@ -45,11 +45,22 @@ class Store:
         return fill_folder(self.cache.root / "folders" / digest[:32], files)
 
     def labels_beside(self, url: str) -> str | None:
-        """`<stem>.labels.txt` beside a model object, if there is one (as for files)."""
+        """`<stem>.labels.txt` beside a model object, if there is one (as for files).
+
+        The model is looked at first, so that an error names it rather than its labels.
+        """
         ref = ObjectRef.parse(url)
+        self.s3.head(ref)
         stem = ref.name.rsplit(".", 1)[0] if "." in ref.name else ref.name
         labels = ref.sibling(f"{stem}.labels.txt")
-        return labels.url if self.s3.exists(labels) else None
+        try:
+            self.s3.head(labels)
+        except StorageError as exc:
+            # AWS answers 403 for a missing key to a caller that may not list the bucket.
+            if exc.missing or exc.denied:
+                return None
+            raise
+        return labels.url
 
     def signature(self, urls: list[str]) -> Signature:
         """Each URL's current version (poll mode: a change means a new version to load)."""
@@ -57,14 +68,12 @@ class Store:
 
     def _identity(self, url: str) -> str | None:
         ref = ObjectRef.parse(url)
-        if url.endswith("/"):
-            return ",".join(f"{r.key}={i.etag}" for r, i in self.s3.list(ref))
         try:
+            if url.endswith("/"):
+                return ",".join(f"{r.key}={i.etag}" for r, i in self.s3.list(ref))
             return self.s3.head(ref).identity
-        except StorageError as exc:  # a missing object is a state to watch, not an error
-            if exc.missing:
-                return None
-            raise
+        except StorageError as exc:  # a state to watch, not an error: acted on once it settles
+            return None if exc.missing else "unreadable"
 
     def localize(self, remote: Mapping[str, str]) -> dict[str, Path]:
         """Fetch every field's URL concurrently: field -> local file or folder."""
