@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -15,6 +16,7 @@ from autodep.config import load_repository, model_from_entry, model_from_file
 from autodep.errors import ConfigError
 from autodep.storage.cache import ObjectCache
 from autodep.storage.s3 import S3, ObjectRef
+from tests import models
 from tests.conftest import free_port, image_bytes
 from tests.s3 import Bucket, start_moto, stop_moto
 from tests.test_cli import cli  # noqa: F401 (a fixture)
@@ -145,3 +147,33 @@ def test_an_interrupted_download_resumes_and_a_corrupt_one_is_fetched_again(
     part.write_bytes(bytes(len(data)))
     part.with_name("other.bin.part.done").write_text("0\n1\n2\n3\n")
     assert cache.fetch(store, ref).read_bytes() == data
+
+
+async def test_poll_mode_rolls_a_new_object_version_out_under_load(
+    s3: Bucket, color_model: Path, tmp_path: Path, serve
+) -> None:
+    url = s3.put("live/colors.pt", color_model)
+    s3.put("live/colors.labels.txt", b"red\ngreen\nblue\n")
+    reversed_model = models.save(models.ReversedColorNet(), tmp_path / "reversed.pt")
+    server = await serve(
+        url, max_workers=1, max_total_workers=2, model_control_mode="poll", repository_poll_s=0.1
+    )
+    state = server.service.repository
+    answers: list[tuple[int, str]] = []
+    rolled = asyncio.Event()
+
+    async def keep_asking() -> None:
+        while not rolled.is_set():
+            status, body, _ = await server.predict(image_bytes("red"))
+            answers.append((status, body["predictions"][0]["label"] if status == 200 else str(body)))
+
+    clients = [asyncio.create_task(keep_asking()) for _ in range(4)]
+    s3.put("live/colors.pt", reversed_model)  # a new version of the same object
+    await state.wait_until(lambda: state.transitions["colors", "unloaded"] == 1, 60)
+    rolled.set()
+    await asyncio.gather(*clients)
+    assert {status for status, _ in answers} == {200}, [a for a in answers if a[0] != 200][:3]
+    labels = [label for _, label in answers]
+    assert set(labels) == {"red", "blue"}  # the old version, then the new one: nothing else
+    _, answer, _ = await server.predict(image_bytes("red"))
+    assert answer["predictions"][0]["label"] == "blue"
