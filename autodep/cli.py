@@ -1,4 +1,5 @@
-"""The `autodep` console script: `autodep serve --model m.pt ...`, `autodep optimize m.pt`."""
+"""The `autodep` console script: `autodep serve --model m.pt ...`, `autodep optimize m.pt`,
+`autodep batch --model m.pt --input SRC --output DST`."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autodep.optimize.command import main as optimize
 
         return optimize(args[1:])
+    if args and args[0] == "batch":
+        from autodep.batch.command import main as batch
+
+        return batch(args[1:])
     print("usage: autodep serve [--model PATH ...] [--config models.yaml] [options]")
     print("       autodep optimize [MODEL ...] [--config models.yaml] [options]")
-    print("       autodep serve --help | autodep optimize --help")
+    print("       autodep batch --model PATH --input SRC --output DST [options]")
+    print("       autodep serve --help | autodep optimize --help | autodep batch --help")
     return 2
 
 

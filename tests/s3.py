@@ -8,6 +8,7 @@ key is refused as by AWS. Stopped by its PID at the end of the session.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -60,13 +61,17 @@ class Bucket:
     server: S3Server
     name: str
 
+    @functools.cached_property
+    def _client(self) -> Any:
+        return self.server.client()  # one client: making one costs ~0.1 s, and it is thread-safe
+
     def put(self, key: str, data: bytes | Path) -> str:
         body = data.read_bytes() if isinstance(data, Path) else data
-        self.server.client().put_object(Bucket=self.name, Key=key, Body=body)
+        self._client.put_object(Bucket=self.name, Key=key, Body=body)
         return f"s3://{self.name}/{key}"
 
     def get(self, key: str) -> bytes:
-        body: bytes = self.server.client().get_object(Bucket=self.name, Key=key)["Body"].read()
+        body: bytes = self._client.get_object(Bucket=self.name, Key=key)["Body"].read()
         return body
 
 

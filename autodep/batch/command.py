@@ -1,0 +1,175 @@
+"""`autodep batch --model M --input SRC --output DST`: a whole data set through a model.
+
+Builds the same `Service` as the server (codecs, pool, batching, optimized
+variant) in this process, feeds it every item of SRC through `run.map_items`
+and appends each result to DST/results.jsonl as it finishes. A rerun skips the
+keys already there. Exit 0 when the job finished (failed items included),
+1 when the model could not start, 2 for bad arguments, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from autodep.batch.items import Input
+from autodep.batch.results import ResultLog
+from autodep.batch.run import map_items
+from autodep.batch.sources import list_inputs
+from autodep.config import store_of
+from autodep.errors import ConfigError, WorkerStartError
+from autodep.optimize.cache import root as cache_root
+from autodep.pool.launcher import stop_helpers
+from autodep.serve import SETTINGS
+from autodep.service import Service
+from autodep.storage.refs import is_remote
+
+log = logging.getLogger("autodep.batch")
+
+# The server's flags that matter offline (defined once, in autodep.serve).
+_FLAGS = {
+    "--max-workers", "--min-workers", "--threads-per-worker", "--max-queue", "--max-body",
+    "--request-timeout", "--max-batch-size", "--max-queue-delay-ms", "--max-total-workers",
+    "--optimize", "--optimize-budget", "--cache-dir", "--s3-endpoint",
+}  # fmt: skip
+
+
+def build_parser(prog: str = "autodep batch") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Run a model over every item of a folder, JSON Lines file or bucket."
+    )
+    parser.add_argument("--model", help="a TorchScript file or s3:// object (or --config)")
+    parser.add_argument("--labels", help="class labels, one per line, for the --model")
+    parser.add_argument("--config", help="model repository YAML (then --name picks the model)")
+    parser.add_argument("--name", help="the model of --config to run (default: the only one)")
+    parser.add_argument("--input", required=True, help="a folder, a .jsonl file, or s3://bucket/prefix/")
+    parser.add_argument("--output", required=True, help="a folder or s3://bucket/prefix/ for results.jsonl")
+    parser.add_argument("--top-n", type=int, default=5, help="classes per result (default 5)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="detection threshold (0.5)")
+    parser.add_argument("--concurrency", type=int, help="items in flight (default: the queue)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    for flag, kind, help_text in SETTINGS:
+        if flag in _FLAGS:
+            parser.add_argument(flag, type=kind, help=help_text)
+    return parser
+
+
+def make_service(args: argparse.Namespace) -> Service:
+    if not args.model and not args.config:
+        raise ConfigError("nothing to run: give --model PATH or --config models.yaml")
+    settings: dict[str, Any] = {}
+    for flag, kind, _ in SETTINGS:
+        name = flag.lstrip("-").replace("-", "_")
+        if flag in _FLAGS and getattr(args, name) is not None:
+            settings[name] = kind(getattr(args, name))
+    # Offline there is no traffic to scale with: every worker from the start.
+    settings.setdefault("min_workers", settings.get("max_workers", 10**6))
+    return Service(args.model, labels=args.labels, repository=args.config, **settings)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "autodep batch") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        service = make_service(args)
+        store = store_of(service.config)
+        output = None if is_remote(args.output) else Path(args.output)
+        items = list_inputs(args.input, lambda: store.s3, exclude=output)
+        results = ResultLog(args.output, store.s3, cache_root(service.config.cache_dir))
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc.message}\n")
+    return asyncio.run(_run(service, args, items, results))
+
+
+async def _run(service: Service, args: argparse.Namespace, items: list[Input], results: ResultLog) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)  # the handler only records the signal
+    started = time.monotonic()
+    finished_before = results.open()
+    todo = [item for item in items if item.key not in finished_before]
+    counts: Counter[str] = Counter(skipped=len(items) - len(todo))
+    first: list[float] = []
+    interrupted = False
+    ready = started
+    try:
+        if todo:
+            try:
+                await service.start()
+            except WorkerStartError as exc:
+                log.error("could not start the model: %s", exc)
+                return 1
+            ready = time.monotonic()
+            interrupted = await _until_done_or_stopped(
+                _consume(service, args, todo, results, counts, first, len(items)), stop
+            )
+    finally:
+        results.close()
+        await service.shutdown(grace_period=5)
+        await loop.run_in_executor(None, stop_helpers)
+    ran = counts["done"] + counts["failed"]
+    rate = ran / max(time.monotonic() - ready, 1e-9)
+    first_s = f"; first result {first[0] - started:.2f} s after the start" if first else ""
+    print(
+        f"{'interrupted' if interrupted else 'finished'}: {counts['done']} done, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped in "
+        f"{time.monotonic() - started:.1f} s ({rate:.1f} items/s once ready{first_s}); "
+        f"results in {results.location}",
+        file=sys.stderr,
+    )
+    return 130 if interrupted else 0
+
+
+async def _until_done_or_stopped(job: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run the job until it ends or a signal comes; True if it was stopped."""
+    running = asyncio.create_task(job)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    interrupted = not running.done()
+    for task in (running, stopped):
+        task.cancel()
+    await asyncio.gather(running, stopped, return_exceptions=True)
+    if not interrupted:
+        running.result()  # an unexpected failure of the job itself
+    return interrupted
+
+
+async def _consume(
+    service: Service,
+    args: argparse.Namespace,
+    todo: list[Input],
+    results: ResultLog,
+    counts: Counter[str],
+    first: list[float],
+    total: int,
+) -> None:
+    with tqdm(
+        total=total, initial=counts["skipped"], unit="item", disable=args.no_progress,
+        file=sys.stderr, smoothing=0.1,
+    ) as bar:  # fmt: skip
+        async for result in map_items(
+            service, todo, model=args.name, top_n=args.top_n, threshold=args.threshold,
+            concurrency=args.concurrency,
+        ):  # fmt: skip
+            if not first:
+                first.append(time.monotonic())
+            results.write(result)
+            counts["done" if result.ok else "failed"] += 1
+            bar.update()
