@@ -55,7 +55,11 @@ SETTINGS: list[tuple[str, type, str]] = [
     ),
     ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
     ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
-    ("--s3-endpoint", str, "the S3-compatible store s3:// models come from (default: AWS_ENDPOINT_URL or AWS)"),
+    (
+        "--s3-endpoint",
+        str,
+        "the S3-compatible store s3:// models come from (default: AWS_ENDPOINT_URL or AWS)",
+    ),
     ("--ray", str, "serve on every node of this Ray cluster: its address, or auto (autodep[ray])"),
 ]
 

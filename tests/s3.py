@@ -130,7 +130,10 @@ def s3_server() -> Iterator[S3Server]:
             region_name="us-east-1",
         )
         iam.create_user(UserName="autodep")
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
         iam.put_user_policy(UserName="autodep", PolicyName="s3", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="autodep")["AccessKey"]
         yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])

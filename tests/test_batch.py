@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -106,7 +105,9 @@ def test_a_killed_job_rerun_ends_with_each_item_exactly_once(tmp_path: Path) -> 
     assert f"{200 - before} done, 0 failed, {before} skipped" in done.stderr
 
 
-def test_a_json_lines_input_with_text_paths_and_bad_lines(tmp_path: Path, color_model: Path) -> None:
+def test_a_json_lines_input_with_text_paths_and_bad_lines(
+    tmp_path: Path, color_model: Path
+) -> None:
     (tmp_path / "a.png").write_bytes(picture(2))
     items = tmp_path / "items.jsonl"
     items.write_text(
@@ -115,7 +116,9 @@ def test_a_json_lines_input_with_text_paths_and_bad_lines(tmp_path: Path, color_
         '{"key": "nothing"}\n'
         '{"key": "missing", "path": "nowhere.png"}\n'
     )
-    done = batch("--model", str(color_model), "--input", str(items), "--output", str(tmp_path / "o"))
+    done = batch(
+        "--model", str(color_model), "--input", str(items), "--output", str(tmp_path / "o")
+    )
     assert done.returncode == 0, done.stderr
     results = {r["key"]: r for r in lines((tmp_path / "o" / "results.jsonl").read_text())}
     assert set(results) == {"blue", "line 2", "nothing", "missing"}

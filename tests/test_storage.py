@@ -19,7 +19,7 @@ from autodep.storage.s3 import S3, ObjectRef
 from tests import models
 from tests.conftest import free_port, image_bytes
 from tests.s3 import Bucket, start_moto, stop_moto
-from tests.test_cli import cli  # noqa: F401 (a fixture)
+from tests.test_cli import CliServer
 
 
 def test_model_from_bucket_has_its_labels_beside_and_is_cached_once(
@@ -35,16 +35,18 @@ def test_model_from_bucket_has_its_labels_beside_and_is_cached_once(
     assert model_from_file(url).path == model.path  # the same version: the same cached file
 
 
-def test_serve_cli_serves_a_model_from_a_bucket(s3: Bucket, color_model: Path, cli) -> None:
+def test_serve_cli_serves_a_model_from_a_bucket(s3: Bucket, color_model: Path) -> None:
     s3.put("team/colors.pt", color_model)
     s3.put("team/colors.labels.txt", b"red\ngreen\nblue\n")
-    server = cli("--model", f"s3://{s3.name}/team/colors.pt", "--max-workers", "1")
-    status, answer = server.request("/predict", image_bytes("green"))
+    server = CliServer("--model", f"s3://{s3.name}/team/colors.pt", "--max-workers", "1")
+    try:
+        status, answer = server.request("/predict", image_bytes("green"))
+    finally:
+        server.process.send_signal(signal.SIGINT)
+        code, log = server.finish()
     assert status == 200
     assert answer["model"] == "colors"
     assert answer["predictions"][0]["label"] == "green"
-    server.process.send_signal(signal.SIGINT)
-    code, log = server.finish()
     assert code == 0
     assert s3.server.secret_key not in log and s3.server.access_key not in log
 
@@ -69,9 +71,7 @@ def test_a_missing_object_is_a_clear_error(s3: Bucket) -> None:
     assert "no such object" in stderr
 
 
-def test_wrong_credentials_are_a_clear_error_that_hides_them(
-    s3: Bucket, color_model: Path
-) -> None:
+def test_wrong_credentials_are_a_clear_error_that_hides_them(s3: Bucket, color_model: Path) -> None:
     s3.put("colors.pt", color_model)
     wrong = {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1", "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     stderr = _refused(["--model", f"s3://{s3.name}/colors.pt"], wrong)
@@ -165,7 +165,9 @@ async def test_poll_mode_rolls_a_new_object_version_out_under_load(
     async def keep_asking() -> None:
         while not rolled.is_set():
             status, body, _ = await server.predict(image_bytes("red"))
-            answers.append((status, body["predictions"][0]["label"] if status == 200 else str(body)))
+            answers.append(
+                (status, body["predictions"][0]["label"] if status == 200 else str(body))
+            )
 
     clients = [asyncio.create_task(keep_asking()) for _ in range(4)]
     s3.put("live/colors.pt", reversed_model)  # a new version of the same object

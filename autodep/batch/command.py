@@ -52,8 +52,12 @@ def build_parser(prog: str = "autodep batch") -> argparse.ArgumentParser:
     parser.add_argument("--labels", help="class labels, one per line, for the --model")
     parser.add_argument("--config", help="model repository YAML (then --name picks the model)")
     parser.add_argument("--name", help="the model of --config to run (default: the only one)")
-    parser.add_argument("--input", required=True, help="a folder, a .jsonl file, or s3://bucket/prefix/")
-    parser.add_argument("--output", required=True, help="a folder or s3://bucket/prefix/ for results.jsonl")
+    parser.add_argument(
+        "--input", required=True, help="a folder, a .jsonl file, or s3://bucket/prefix/"
+    )
+    parser.add_argument(
+        "--output", required=True, help="a folder or s3://bucket/prefix/ for results.jsonl"
+    )
     parser.add_argument("--top-n", type=int, default=5, help="classes per result (default 5)")
     parser.add_argument("--threshold", type=float, default=0.5, help="detection threshold (0.5)")
     parser.add_argument("--concurrency", type=int, help="items in flight (default: the queue)")
@@ -97,7 +101,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "autodep batch") -> int:
     return asyncio.run(_run(service, args, items, results))
 
 
-async def _run(service: Service, args: argparse.Namespace, items: list[Input], results: ResultLog) -> int:
+async def _run(
+    service: Service, args: argparse.Namespace, items: list[Input], results: ResultLog
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

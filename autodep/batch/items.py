@@ -33,5 +33,9 @@ class Result:
         return self.error is None
 
     def line(self) -> str:
-        body = {"key": self.key, "result": self.result} if self.ok else {"key": self.key, "error": self.error}
+        body = (
+            {"key": self.key, "result": self.result}
+            if self.ok
+            else {"key": self.key, "error": self.error}
+        )
         return json.dumps(body, separators=(",", ":")) + "\n"

@@ -102,6 +102,8 @@ class ResultLog:
             for line in local.splitlines(keepends=True)
             if line.strip() and json.loads(line)["key"] not in keys
         ]
-        merged = uploaded + ("" if not uploaded or uploaded.endswith("\n") else "\n") + "".join(extra)
+        merged = (
+            uploaded + ("" if not uploaded or uploaded.endswith("\n") else "\n") + "".join(extra)
+        )
         self.path.write_text(merged)
         return merged

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from autodep.service import Service
 
 Items = Iterable[Input | bytes | str] | AsyncIterable[Input | bytes | str]
-_END = object()
 
 
 async def map_items(
@@ -55,7 +54,9 @@ async def map_items(
                 if item is None:
                     exhausted = True
                     break
-                pending.add(asyncio.create_task(_one(service, name, item, top_n, threshold, max_body)))
+                pending.add(
+                    asyncio.create_task(_one(service, name, item, top_n, threshold, max_body))
+                )
             if not pending:
                 return
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -76,7 +77,9 @@ async def _one(
         data = await asyncio.to_thread(item.data) if callable(item.data) else item.data
         size = len(data.encode() if isinstance(data, str) else data)
         if size > max_body:
-            return Result(item.key, error=f"the item is {size} bytes, more than --max-body {max_body}")
+            return Result(
+                item.key, error=f"the item is {size} bytes, more than --max-body {max_body}"
+            )
         result = await service.predict(
             data, model=model, content_type=item.content_type, top_n=top_n, threshold=threshold
         )
@@ -96,9 +99,16 @@ async def _inputs(items: Items) -> AsyncIterator[Input]:
             index += 1
         return
     iterator = iter(items)
+
+    def advance() -> Input | bytes | str | None:
+        return next(iterator, None)
+
     index = 0
-    while (item := await asyncio.to_thread(next, iterator, _END)) is not _END:
-        yield _as_input(item, index)  # type: ignore[arg-type]
+    while True:
+        item = await asyncio.to_thread(advance)
+        if item is None:
+            return
+        yield _as_input(item, index)
         index += 1
 
 

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Stat = tuple[int, int] | str | None  # (mtime_ns, size) of a file, an object's version; None: missing
+Stat = (
+    tuple[int, int] | str | None
+)  # (mtime_ns, size) of a file, an object's version; None: missing
 Signature = tuple[tuple[str, Stat], ...]
 
 

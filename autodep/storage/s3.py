@@ -172,5 +172,8 @@ def _cause(exc: ClientError | BotoCoreError, endpoint: str) -> tuple[str, bool]:
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
         return f"the endpoint {endpoint} is unreachable", False
     if isinstance(exc, NoCredentialsError):
-        return "no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role)", False
+        return (
+            "no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role)",
+            False,
+        )
     return type(exc).__name__, False
