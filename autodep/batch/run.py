@@ -94,8 +94,8 @@ async def _inputs(items: Items) -> AsyncIterator[Input]:
     """Inputs one by one; a plain iterable is advanced in a thread (it may list a bucket)."""
     if isinstance(items, AsyncIterable):
         index = 0
-        async for item in items:
-            yield _as_input(item, index)
+        async for entry in items:
+            yield _as_input(entry, index)
             index += 1
         return
     iterator = iter(items)
