@@ -422,6 +422,14 @@ def refetch(model: ModelConfig, store: Store) -> ModelConfig:
     return ModelConfig(**entry)
 
 
+def refetch_all(config: ServerConfig) -> ServerConfig:
+    """The config with every s3:// file fetched into this host's cache (a cluster node's)."""
+    if not any(m.remote for m in config.models):
+        return config
+    store = store_of(config)
+    return config.model_copy(update={"models": tuple(refetch(m, store) for m in config.models)})
+
+
 def _default_store() -> Store:
     return store_of()
 
