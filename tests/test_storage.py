@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from autodep.config import load_repository, model_from_entry, model_from_file
+from autodep.config import (
+    build_config,
+    load_repository,
+    model_from_entry,
+    model_from_file,
+    refetch_all,
+)
 from autodep.errors import ConfigError
 from autodep.storage.cache import ObjectCache
 from autodep.storage.s3 import S3, ObjectRef
@@ -179,3 +185,16 @@ async def test_poll_mode_rolls_a_new_object_version_out_under_load(
     assert set(labels) == {"red", "blue"}  # the old version, then the new one: nothing else
     _, answer, _ = await server.predict(image_bytes("red"))
     assert answer["predictions"][0]["label"] == "blue"
+
+
+def test_refetch_all_gives_a_node_the_current_version_in_its_own_cache(
+    s3: Bucket, color_model: Path, tmp_path: Path
+) -> None:
+    url = s3.put("colors.pt", color_model)
+    config = build_config(models=(model_from_file(url),))
+    s3.put("colors.pt", b"version 2")
+    here = refetch_all(config.model_copy(update={"cache_dir": tmp_path / "node"}))
+    (model,) = here.models
+    assert model.path.read_bytes() == b"version 2"
+    assert model.path.is_relative_to(tmp_path / "node")
+    assert model.remote == {"path": url}
