@@ -18,7 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 from autodep import Autodep
-from autodep.batch.items import Input
+from autodep.batch.items import Input, Result
+from autodep.batch.results import ResultLog
 from tests import models
 from tests.conftest import RGB
 from tests.s3 import Bucket
@@ -144,3 +145,18 @@ async def test_map_runs_items_of_any_kind_and_records_bad_ones(color_model: Path
     assert labels == {"0": "red", "green": "green", "lazy": "blue"}
     assert "more than --max-body 1000" in str(results["big"].error)
     assert results["garbage"].error is not None and not results["garbage"].ok
+
+
+def test_the_result_log_cuts_a_torn_line_and_keeps_each_key_once(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"key":"a","result":{}}\n{"key":"b","res')
+    log = ResultLog(str(out), None, tmp_path)
+    assert log.open() == {"a"}  # b was cut off mid-line: it runs again
+    log.write(Result("b", error="bad"))
+    log.write(Result("b", result={"x": 1}))  # a key given twice: its first result stands
+    log.close()
+    assert lines((out / "results.jsonl").read_text()) == [
+        {"key": "a", "result": {}},
+        {"key": "b", "error": "bad"},
+    ]

@@ -79,7 +79,13 @@ def make_service(args: argparse.Namespace) -> Service:
             settings[name] = kind(getattr(args, name))
     # Offline there is no traffic to scale with: every worker from the start.
     settings.setdefault("min_workers", settings.get("max_workers", 10**6))
-    return Service(args.model, labels=args.labels, repository=args.config, **settings)
+    service = Service(args.model, labels=args.labels, repository=args.config, **settings)
+    names = [m.name for m in service.config.models]
+    if args.name is None and len(names) > 1:
+        raise ConfigError(f"--config has several models ({', '.join(names)}): pick one with --name")
+    if args.name is not None and args.name not in names:
+        raise ConfigError(f"--name {args.name}: no such model; there are {', '.join(names)}")
+    return service
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "autodep batch") -> int:
