@@ -120,7 +120,7 @@ async def _run(
     counts: Counter[str] = Counter(skipped=len(items) - len(todo))
     first: list[float] = []
     interrupted = False
-    ready = started
+    ready = ended = started
     try:
         if todo:
             try:
@@ -132,12 +132,13 @@ async def _run(
             interrupted = await _until_done_or_stopped(
                 _consume(service, args, todo, results, counts, first, len(items)), stop
             )
+            ended = time.monotonic()
     finally:
         results.close()
         await service.shutdown(grace_period=5)
         await loop.run_in_executor(None, stop_helpers)
     ran = counts["done"] + counts["failed"]
-    rate = ran / max(time.monotonic() - ready, 1e-9)
+    rate = ran / max(ended - ready, 1e-9)
     first_s = f"; first result {first[0] - started:.2f} s after the start" if first else ""
     print(
         f"{'interrupted' if interrupted else 'finished'}: {counts['done']} done, "

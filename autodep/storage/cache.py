@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +28,7 @@ from autodep.storage.s3 import S3, ObjectInfo, ObjectRef, StorageError
 
 CHUNK = 8 << 20  # bytes per ranged GET: large enough to amortise a request, small to resume
 CONCURRENCY = 4  # ranged GETs in flight per object
+log = logging.getLogger(__name__)
 _MD5 = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload's ETag is its content's MD5
 
 
@@ -50,6 +53,7 @@ class ObjectCache:
             if _complete(final, info):  # another process fetched it meanwhile
                 return final
             part = final.with_name(final.name + ".part")
+            began = time.monotonic()
             # A failed download keeps its part for the next attempt to resume; a corrupt
             # one is thrown away and fetched once more from the start.
             for attempt in (1, 2):
@@ -63,6 +67,14 @@ class ObjectCache:
                         raise
             os.replace(part, final)
             _discard(part, keep=True)
+        log.info(
+            "fetched %s (%d bytes, %s) into %s in %.2f s",
+            ref.url,
+            info.size,
+            f"version {info.version_id}" if info.version_id else f"ETag {info.etag}",
+            final,
+            time.monotonic() - began,
+        )
         return final
 
     def _download(self, store: S3, ref: ObjectRef, info: ObjectInfo, part: Path) -> None:
