@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 from PIL import Image
 
 from autodep import Autodep
@@ -89,14 +90,18 @@ def test_a_killed_job_rerun_ends_with_each_item_exactly_once(tmp_path: Path) -> 
     )
     results = output / "results.jsonl"
     deadline = time.monotonic() + 120
+    workers: list[psutil.Process] = []
     try:
         # Polling with a deadline: the job's only signal of progress is its results file.
         while not (results.exists() and results.read_text().count("\n") >= 30):
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
+        workers = psutil.Process(process.pid).children(recursive=True)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], "the killed job left processes behind"
     before = len(results.read_text().splitlines())
     assert 30 <= before < 200
     done = batch(*args)
@@ -160,3 +165,19 @@ def test_the_result_log_cuts_a_torn_line_and_keeps_each_key_once(tmp_path: Path)
         {"key": "a", "result": {}},
         {"key": "b", "error": "bad"},
     ]
+
+
+def test_an_s3_result_log_resumes_from_what_was_uploaded(s3: Bucket, tmp_path: Path) -> None:
+    from autodep.storage.s3 import S3
+
+    output = f"s3://{s3.name}/job/"
+    first = ResultLog(output, S3(), tmp_path / "machine-1")
+    assert first.open() == set()
+    first.write(Result("a", result={}))
+    first.close()  # uploads
+    # Another machine (another staging folder) carries on from the uploaded log.
+    second = ResultLog(output, S3(), tmp_path / "machine-2")
+    assert second.open() == {"a"}
+    second.write(Result("b", error="bad"))
+    second.close()
+    assert [r["key"] for r in lines(s3.get("job/results.jsonl").decode())] == ["a", "b"]
