@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from autodep.batch.items import Input
+from autodep.batch.items import Input, Result
 from autodep.batch.results import ResultLog
 from autodep.batch.run import map_items
 from autodep.batch.sources import list_inputs
-from autodep.config import store_of
-from autodep.errors import ConfigError, WorkerStartError
+from autodep.codecs import Options
+from autodep.config import ModelConfig, ServerConfig, store_of
+from autodep.errors import ConfigError
 from autodep.optimize.cache import root as cache_root
 from autodep.pool.launcher import stop_helpers
 from autodep.serve import SETTINGS
@@ -40,7 +42,7 @@ log = logging.getLogger("autodep.batch")
 _FLAGS = {
     "--max-workers", "--min-workers", "--threads-per-worker", "--max-queue", "--max-body",
     "--request-timeout", "--max-batch-size", "--max-queue-delay-ms", "--max-total-workers",
-    "--optimize", "--optimize-budget", "--cache-dir", "--s3-endpoint",
+    "--optimize", "--optimize-budget", "--cache-dir", "--s3-endpoint", "--ray",
 }  # fmt: skip
 
 
@@ -79,6 +81,8 @@ def make_service(args: argparse.Namespace) -> Service:
             settings[name] = kind(getattr(args, name))
     # Offline there is no traffic to scale with: every worker from the start.
     settings.setdefault("min_workers", settings.get("max_workers", 10**6))
+    if "ray" in settings:
+        settings["port"] = 0  # each node's agent brings its HTTP front end: on a free port
     service = Service(args.model, labels=args.labels, repository=args.config, **settings)
     names = [m.name for m in service.config.models]
     if args.name is None and len(names) > 1:
@@ -98,17 +102,77 @@ def main(argv: Sequence[str] | None = None, prog: str = "autodep batch") -> int:
     )
     try:
         service = make_service(args)
+        engine = _engine(service, args)
         store = store_of(service.config)
         output = None if is_remote(args.output) else Path(args.output)
         items = list_inputs(args.input, lambda: store.s3, exclude=output)
         results = ResultLog(args.output, store.s3, cache_root(service.config.cache_dir))
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc.message}\n")
-    return asyncio.run(_run(service, args, items, results))
+    return asyncio.run(_run(engine, args, items, results))
+
+
+class Engine(Protocol):
+    """Where the items run: this host's pools, or a Ray cluster's nodes."""
+
+    async def start(self) -> None: ...
+    def map(self, items: list[Input], args: argparse.Namespace) -> AsyncIterator[Result]: ...
+    async def stop(self) -> None: ...
+
+
+class _Here:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def start(self) -> None:
+        await self.service.start()
+
+    def map(self, items: list[Input], args: argparse.Namespace) -> AsyncIterator[Result]:
+        return map_items(
+            self.service, items, model=args.name, top_n=args.top_n,
+            threshold=args.threshold, concurrency=args.concurrency,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        await self.service.shutdown(grace_period=5)
+        await asyncio.get_running_loop().run_in_executor(None, stop_helpers)
+
+
+class _OnCluster:
+    def __init__(
+        self, config: ServerConfig, model: ModelConfig, placement: Mapping[str, Sequence[str]]
+    ) -> None:
+        from autodep.batch.cluster import ClusterBatch  # Ray is imported only for a cluster
+
+        assert config.ray is not None
+        self.model = model
+        self.batch = ClusterBatch(config, config.ray, placement)
+
+    async def start(self) -> None:
+        await self.batch.start()
+
+    def map(self, items: list[Input], args: argparse.Namespace) -> AsyncIterator[Result]:
+        options = Options(top_n=args.top_n, threshold=args.threshold)
+        return self.batch.map(items, self.model, options, args.concurrency)
+
+    async def stop(self) -> None:
+        await self.batch.stop()
+
+
+def _engine(service: Service, args: argparse.Namespace) -> Engine:
+    config = service.config
+    if config.ray is None:
+        return _Here(service)
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--ray needs Ray: pip install 'autodep[ray]'")
+    from autodep.cluster.config import load_cluster_section
+
+    model = next(m for m in config.models if args.name in (None, m.name))
+    return _OnCluster(config, model, load_cluster_section(args.config).placement)
 
 
 async def _run(
-    service: Service, args: argparse.Namespace, items: list[Input], results: ResultLog
+    engine: Engine, args: argparse.Namespace, items: list[Input], results: ResultLog
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -124,19 +188,18 @@ async def _run(
     try:
         if todo:
             try:
-                await service.start()
-            except WorkerStartError as exc:
+                await engine.start()
+            except Exception as exc:  # a worker, or a cluster node (Ray's errors), failed
                 log.error("could not start the model: %s", exc)
                 return 1
             ready = time.monotonic()
             interrupted = await _until_done_or_stopped(
-                _consume(service, args, todo, results, counts, first, len(items)), stop
+                _consume(engine.map(todo, args), results, counts, first, len(items), args), stop
             )
             ended = time.monotonic()
     finally:
         results.close()
-        await service.shutdown(grace_period=5)
-        await loop.run_in_executor(None, stop_helpers)
+        await engine.stop()
     ran = counts["done"] + counts["failed"]
     rate = ran / max(ended - ready, 1e-9)
     first_s = f"; first result {first[0] - started:.2f} s after the start" if first else ""
@@ -165,22 +228,18 @@ async def _until_done_or_stopped(job: Coroutine[Any, Any, None], stop: asyncio.E
 
 
 async def _consume(
-    service: Service,
-    args: argparse.Namespace,
-    todo: list[Input],
+    results_of: AsyncIterator[Result],
     results: ResultLog,
     counts: Counter[str],
     first: list[float],
     total: int,
+    args: argparse.Namespace,
 ) -> None:
     with tqdm(
         total=total, initial=counts["skipped"], unit="item", disable=args.no_progress,
         file=sys.stderr, smoothing=0.1,
     ) as bar:  # fmt: skip
-        async for result in map_items(
-            service, todo, model=args.name, top_n=args.top_n, threshold=args.threshold,
-            concurrency=args.concurrency,
-        ):  # fmt: skip
+        async for result in results_of:
             if not first:
                 first.append(time.monotonic())
             results.write(result)

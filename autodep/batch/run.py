@@ -1,20 +1,21 @@
 """The batch engine: items in, results out as they finish, a bounded number in flight.
 
-    items ──► window (at most `concurrency` read and in flight) ──► Service.predict
+    items ──► window (at most `concurrency` read and in flight) ──► predict
                                                                         │
     results ◄── as each finishes (any order) ◄──────────────────────────┘
 
-Each item is read (file, object) in a thread only when it enters the window, so
-memory holds at most `concurrency` items. A bad item (unreadable, too large,
-undecodable, failing in the model) becomes a Result with its error; nothing
-stops the job.
+`predict` is `Service.predict` in this process (`map_items`), or a call to a
+cluster node's agent (autodep.batch.cluster). Each item is read (file, object)
+in a thread only when it enters the window, so memory holds at most
+`concurrency` items. A bad item (unreadable, too large, undecodable, failing
+in the model) becomes a Result with its error; nothing stops the job.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from autodep.batch.items import Input, Result
 from autodep.errors import AutodepError
@@ -23,9 +24,11 @@ if TYPE_CHECKING:
     from autodep.service import Service
 
 Items = Iterable[Input | bytes | str] | AsyncIterable[Input | bytes | str]
+# One item's data and content type -> the /predict JSON (raises AutodepError for a bad item).
+Predict = Callable[[bytes | str, str | None], Awaitable[dict[str, Any]]]
 
 
-async def map_items(
+def map_items(
     service: Service,
     items: Items,
     *,
@@ -34,16 +37,28 @@ async def map_items(
     threshold: float = 0.5,
     concurrency: int | None = None,
 ) -> AsyncIterator[Result]:
-    """Run every item through the model; yield each Result as it finishes (any order).
+    """Run every item through a model of a started Service; yield each Result as it finishes.
 
     `items`: `Input`s, or bare bytes / str (keyed by their position). `concurrency`:
     items in flight, at most the model's queue (default: the queue).
     """
     served = service.model(model)
     name = served.config.name
-    limit = served.pool.settings.max_queue
-    window = min(concurrency or limit, limit)  # more would be refused (503) by the queue
-    max_body = service.config.max_body
+    limit = served.pool.settings.max_queue  # more in flight would be refused (503)
+
+    def predict(data: bytes | str, content_type: str | None) -> Awaitable[dict[str, Any]]:
+        return service.predict(
+            data, model=name, content_type=content_type, top_n=top_n, threshold=threshold
+        )
+
+    window = min(concurrency or limit, limit)
+    return run_window(items, predict, window, service.config.max_body)
+
+
+async def run_window(
+    items: Items, predict: Predict, window: int, max_body: int
+) -> AsyncIterator[Result]:
+    """At most `window` items read and in flight; each Result as its item finishes."""
     source = _inputs(items)
     pending: set[asyncio.Task[Result]] = set()
     exhausted = False
@@ -54,9 +69,7 @@ async def map_items(
                 if item is None:
                     exhausted = True
                     break
-                pending.add(
-                    asyncio.create_task(_one(service, name, item, top_n, threshold, max_body))
-                )
+                pending.add(asyncio.create_task(_one(predict, item, max_body)))
             if not pending:
                 return
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -68,9 +81,7 @@ async def map_items(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _one(
-    service: Service, model: str, item: Input, top_n: int, threshold: float, max_body: int
-) -> Result:
+async def _one(predict: Predict, item: Input, max_body: int) -> Result:
     if item.error is not None:
         return Result(item.key, error=item.error)
     try:
@@ -80,9 +91,7 @@ async def _one(
             return Result(
                 item.key, error=f"the item is {size} bytes, more than --max-body {max_body}"
             )
-        result = await service.predict(
-            data, model=model, content_type=item.content_type, top_n=top_n, threshold=threshold
-        )
+        result = await predict(data, item.content_type)
     except AutodepError as exc:
         return Result(item.key, error=exc.message)
     except Exception as exc:  # an unreadable item: recorded, never the end of the job
