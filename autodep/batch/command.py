@@ -2,6 +2,7 @@
 
 Builds the same `Service` as the server (codecs, pool, batching, optimized
 variant) in this process, feeds it every item of SRC through `run.map_items`
+(with --ray: to the cluster mode's agents on every node, autodep.batch.cluster)
 and appends each result to DST/results.jsonl as it finishes. A rerun skips the
 keys already there. Exit 0 when the job finished (failed items included),
 1 when the model could not start, 2 for bad arguments, 130 when interrupted.
@@ -74,6 +75,8 @@ def build_parser(prog: str = "autodep batch") -> argparse.ArgumentParser:
 def make_service(args: argparse.Namespace) -> Service:
     if not args.model and not args.config:
         raise ConfigError("nothing to run: give --model PATH or --config models.yaml")
+    if args.top_n < 1 or not 0 <= args.threshold <= 1:
+        raise ConfigError("--top-n must be at least 1 and --threshold between 0 and 1")
     settings: dict[str, Any] = {}
     for flag, kind, _ in SETTINGS:
         name = flag.lstrip("-").replace("-", "_")
