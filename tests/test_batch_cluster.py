@@ -1,4 +1,8 @@
-"""`autodep batch --ray auto`: the items spread over a real two-node Ray cluster (loopback)."""
+"""`autodep batch --ray auto`: the items spread over a real two-node Ray cluster (loopback).
+
+The model comes from the S3 test server (tests/s3.py), so each node's agent
+fetches it into its cache as a remote host would.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import models
+from tests.s3 import Bucket
 from tests.test_batch import COLORS, picture
 
 pytest.importorskip("ray")
@@ -27,8 +32,10 @@ def no_leftovers() -> Iterator[None]:
     yield
 
 
-def test_batch_spreads_items_over_the_nodes(tmp_path: Path) -> None:
-    model = models.save(models.SlowColorNet(iterations=20), tmp_path / "slow.pt")
+def test_batch_spreads_items_over_the_nodes(tmp_path: Path, s3: Bucket) -> None:
+    # The AWS variables the s3 fixture set reach the nodes: the cluster starts after it.
+    model = s3.put("slow.pt", models.save(models.SlowColorNet(iterations=20), tmp_path / "s.pt"))
+    s3.put("slow.labels.txt", "\n".join(COLORS).encode())
     pictures = tmp_path / "in"
     pictures.mkdir()
     for i in range(60):
@@ -39,7 +46,7 @@ def test_batch_spreads_items_over_the_nodes(tmp_path: Path) -> None:
         done = subprocess.run(
             [
                 sys.executable, "-m", "autodep.cli", "batch", "--ray", "auto", "--no-progress",
-                "--model", str(model), "--input", str(pictures), "--output", str(output),
+                "--model", model, "--input", str(pictures), "--output", str(output),
                 "--max-batch-size", "1", "--log-level", "INFO",
             ],
             env={**cluster.env, "PYTHONPATH": os.getcwd()},
