@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -86,8 +87,9 @@ class ObjectCache:
                 f.truncate(info.size)
         todo = [i for i in range(-(-info.size // self.chunk)) if i not in done]
         fd = os.open(part, os.O_WRONLY)
+        lock = threading.Lock()  # the threads share the log of finished chunks
         try:
-            with done_log.open("a") as log, ThreadPoolExecutor(self.concurrency) as pool:
+            with done_log.open("a") as record, ThreadPoolExecutor(self.concurrency) as pool:
 
                 def one(index: int) -> None:
                     start = index * self.chunk
@@ -99,8 +101,9 @@ class ObjectCache:
                     if offset != end + 1:
                         raise StorageError(f"{ref.url}: the store sent a short range; try again")
                     os.fsync(fd)
-                    log.write(f"{index}\n")  # one short write: a line is whole or absent
-                    log.flush()
+                    with lock:  # one short write: a line is whole or absent
+                        record.write(f"{index}\n")
+                        record.flush()
 
                 for future in [pool.submit(one, i) for i in todo]:
                     future.result()
