@@ -1,5 +1,6 @@
 """The `autodep` console script: `autodep serve --model m.pt ...`, `autodep optimize m.pt`,
-`autodep loadtest make|run|report|compare ...`."""
+`autodep loadtest make|run|report|compare ...`,
+`autodep batch --model m.pt --input SRC --output DST`."""
 
 from __future__ import annotations
 
@@ -21,10 +22,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from autodep.loadtest.command import main as loadtest
 
         return loadtest(args[1:])
+    if args and args[0] == "batch":
+        from autodep.batch.command import main as batch
+
+        return batch(args[1:])
     print("usage: autodep serve [--model PATH ...] [--config models.yaml] [options]")
     print("       autodep optimize [MODEL ...] [--config models.yaml] [options]")
     print("       autodep loadtest make|run|report|compare ...")
-    print("       autodep serve --help | autodep optimize --help | autodep loadtest --help")
+    print("       autodep batch --model PATH --input SRC --output DST [options]")
+    print("       autodep serve|optimize|loadtest|batch --help")
     return 2
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -28,6 +28,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from autodep.autoscale.policy import Settings as AutoscaleSettings
 from autodep.errors import ConfigError
 from autodep.optimize.candidates import NAMES
+from autodep.storage.refs import is_remote, remote_fields, with_local
+
+if TYPE_CHECKING:
+    from autodep.storage.store import Store
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -141,6 +145,9 @@ class ModelConfig(_Strict):
     max_queue: int | None = Field(default=None, ge=1)
     autoscaling: Autoscaling = Autoscaling()
     optimize: Optimize = Optimize()
+    # The s3:// URL each field was fetched from ("path", "versions.2", ...): the fields hold
+    # the local cached copies; poll mode watches these URLs (autodep.storage).
+    remote: dict[str, str] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -290,6 +297,11 @@ class ServerConfig(BaseSettings):
         default=None,
         description="serve on every node of this Ray cluster: its address, or auto (autodep[ray])",
     )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="the S3-compatible store s3:// models come from "
+        "(default: AWS_ENDPOINT_URL, else AWS)",
+    )
     log_level: str = Field(default="INFO", description="logging level")
     # Not flags: what --model, --labels and --config name (see server_config).
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
@@ -393,8 +405,12 @@ class PoolSettings(_Strict):
         return self.threads or max(1, self.cores // self.max_workers)
 
 
-def model_from_file(path: str | Path, labels: str | Path | None = None) -> ModelConfig:
-    """A bare model file: image classification with the DESIGN.md defaults."""
+def model_from_file(
+    path: str | Path, labels: str | Path | None = None, *, store: Store | None = None
+) -> ModelConfig:
+    """A bare model file (or s3:// object): image classification with the DESIGN.md defaults."""
+    if is_remote(path) or is_remote(labels):
+        return _model_from_object(str(path), labels, store or _default_store())
     path = Path(path)
     if labels is None:
         beside = path.with_name(f"{path.stem}.labels.txt")
@@ -409,8 +425,20 @@ def model_from_file(path: str | Path, labels: str | Path | None = None) -> Model
     return model
 
 
-def load_repository(path: str | Path) -> list[ModelConfig]:
-    """Read and validate a model repository YAML; paths in it are relative to the file."""
+def _model_from_object(path: str, labels: str | Path | None, store: Store) -> ModelConfig:
+    if labels is None and is_remote(path):
+        labels = store.labels_beside(path)
+    entry: dict[str, Any] = {"name": Path(path).stem, "path": path}
+    if labels is not None:
+        entry["labels"] = str(labels)
+    return model_from_entry(entry, Path.cwd(), path, store=store)
+
+
+def load_repository(path: str | Path, *, store: Store | None = None) -> list[ModelConfig]:
+    """Read and validate a model repository YAML; paths in it are relative to the file.
+
+    s3:// URLs in it are fetched through `store` (default: the standard AWS settings).
+    """
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -421,7 +449,9 @@ def load_repository(path: str | Path) -> list[ModelConfig]:
     if not isinstance(document, dict) or not isinstance(document.get("models"), list):
         raise ConfigError(f"{path}: expected a mapping with a `models:` list")
     models = [
-        model_from_entry(entry, path.parent, str(path), f"models[{index}]")
+        model_from_entry(
+            entry, path.parent, str(path), f"models[{index}]", store=store or _default_store()
+        )
         for index, entry in enumerate(document["models"])
     ]
     _check_files(models, path)
@@ -429,19 +459,66 @@ def load_repository(path: str | Path) -> list[ModelConfig]:
 
 
 def model_from_entry(
-    entry: Any, base: Path, source: str, position: str = "model entry"
+    entry: Any,
+    base: Path,
+    source: str,
+    position: str = "model entry",
+    *,
+    store: Store | None = None,
 ) -> ModelConfig:
-    """One model entry (a YAML mapping, or JSON in a load request); paths relative to base."""
+    """One model entry (a YAML mapping, or JSON in a load request); paths relative to base.
+
+    s3:// URLs are fetched through `store`; without one (a load request) they are refused:
+    which objects may load as code is the operator's choice, made in the YAML or --model.
+    """
     where = f"{source}: {position}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: each model entry must be a mapping")
     if "name" in entry:
         where = f"{source}: model {entry['name']!r}"
+    remote = remote_fields(entry)
+    if remote:
+        if store is None:
+            raise ConfigError(f"{where}: s3:// paths are allowed only in the repository YAML")
+        try:
+            entry = {**with_local(entry, store.localize(remote)), "remote": remote}
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
     try:
         model = ModelConfig(**entry)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(exc)}") from None
     return _resolve_paths(model, base)
+
+
+def refetch(model: ModelConfig, store: Store) -> ModelConfig:
+    """The entry with its s3:// fields fetched again (their current versions)."""
+    if not model.remote:
+        return model
+    entry = model.model_dump(exclude={"remote"})
+    entry = {**with_local(entry, store.localize(model.remote)), "remote": model.remote}
+    return ModelConfig(**entry)
+
+
+def refetch_all(config: ServerConfig) -> ServerConfig:
+    """The config with every s3:// file fetched into this host's cache (a cluster node's)."""
+    if not any(m.remote for m in config.models):
+        return config
+    store = store_of(config)
+    return config.model_copy(update={"models": tuple(refetch(m, store) for m in config.models)})
+
+
+def _default_store() -> Store:
+    return store_of()
+
+
+def store_of(config: ServerConfig | None = None) -> Store:
+    """The object store a server's s3:// paths are read from (its endpoint and cache)."""
+    from autodep.storage.store import store_for  # boto3 is imported only when needed
+
+    if config is None:
+        return store_for()
+    return store_for(config.s3_endpoint, config.cache_dir)
 
 
 def _resolve_paths(model: ModelConfig, base: Path) -> ModelConfig:
@@ -531,8 +608,15 @@ def server_config(
         sources = list(models)
     if labels is not None and len(sources) != 1:
         raise ConfigError("labels= goes with exactly one model file")
-    configs = [s if isinstance(s, ModelConfig) else model_from_file(s, labels) for s in sources]
+    # What fetching s3:// models needs of the settings: the endpoint and the cache.
+    store = store_of(
+        build_config(**{k: v for k, v in settings.items() if k in ("s3_endpoint", "cache_dir")})
+    )
+    configs = [
+        s if isinstance(s, ModelConfig) else model_from_file(s, labels, store=store)
+        for s in sources
+    ]
     if repository is not None:
-        configs += load_repository(repository)
+        configs += load_repository(repository, store=store)
     where = {} if repository is None else {"repository": Path(repository)}
     return build_config(models=tuple(configs), **where, **settings)

@@ -7,13 +7,15 @@ async with Autodep("resnet18.pt", max_workers=4) as ad:   # workers ready on ent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Self
 
 from aiohttp import web
 
+from autodep.batch.items import Result
+from autodep.batch.run import Items, map_items
 from autodep.call import Call
 from autodep.config import ModelSource, ServerConfig
 from autodep.http.app import build_app
@@ -125,3 +127,22 @@ class Autodep:
 
     def status(self) -> dict[str, Any]:
         return self.service.status()
+
+    def map(
+        self,
+        items: Items,
+        *,
+        model: str | None = None,
+        top_n: int = 5,
+        threshold: float = 0.5,
+        concurrency: int | None = None,
+    ) -> AsyncIterator[Result]:
+        """Every item through the model, results as they finish (see autodep.batch.run)."""
+        return map_items(
+            self.service,
+            items,
+            model=model,
+            top_n=top_n,
+            threshold=threshold,
+            concurrency=concurrency,
+        )

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
@@ -56,11 +56,21 @@ def build_parser(prog: str = "python -m autodep.serve") -> argparse.ArgumentPars
     parser.add_argument(
         "--config", default=from_environment("config"), help="model repository YAML"
     )
-    for name, flag in FLAGS.items():
+    add_settings(parser, FLAGS)
+    return parser
+
+
+def add_settings(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """A flag for each of these ServerConfig fields, its type and help read from the field."""
+    for name in names:
         field = ServerConfig.model_fields[name]
         # Unset flags stay None: ServerConfig then reads AUTODEP_<NAME>, else its default.
-        parser.add_argument(flag, type=_scalar(field), dest=name, help=_help(name, field))
-    return parser
+        parser.add_argument(FLAGS[name], type=_scalar(field), dest=name, help=_help(name, field))
+
+
+def given_settings(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The settings among `names` given as flags."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def _scalar(field: FieldInfo) -> type:
@@ -89,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The whole config, built once: the flags given, else the environment, else defaults."""
     if not args.model and not args.config:
         raise ConfigError("nothing to serve: give --model PATH or --config models.yaml")
-    given = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    given = given_settings(args, FLAGS)
     return server_config(args.model, args.labels, args.config, **given)
 
 

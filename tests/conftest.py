@@ -19,6 +19,8 @@ from PIL import Image
 from autodep import Autodep
 from tests import models
 
+pytest_plugins = ["tests.s3"]  # the S3 test server's fixtures
+
 RGB = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
 # Tests serve their models as given unless they test the optimizer (tests/test_optimize.py):
 # a search per fixture model would cost every test seconds. Subprocesses inherit it.
@@ -124,8 +126,12 @@ def worker_pids() -> set[int]:
 
     A forked worker has the forkserver's command line, so it is found by its parent.
     """
+    from tests.s3 import SERVER_PIDS  # the S3 test server is not one of ours to check
+
     found: set[int] = set()
     for child in psutil.Process().children():
+        if child.pid in SERVER_PIDS:
+            continue
         line = " ".join(_cmdline(child))
         if "forkserver" in line:
             found |= {p.pid for p in _children(child)}

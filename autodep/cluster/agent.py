@@ -22,7 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from autodep.cluster.messages import ClusterView, Failure, NodeReport
 from autodep.cluster.router import ClusterService
-from autodep.config import ServerConfig
+from autodep.config import ServerConfig, refetch_all
 from autodep.errors import AutodepError
 from autodep.http.app import build_app
 from autodep.pool.items import Inferred, Item
@@ -43,6 +43,8 @@ class NodeAgent:
 
     async def start(self) -> str:
         """Start the workers the config asks for and the HTTP site; return its URL."""
+        # The head node fetched s3:// models into its own cache: fetch them into this one's.
+        self.config = await asyncio.to_thread(refetch_all, self.config)
         service = ClusterService(config=self.config, node=self.node)
         await service.start()
         self.service = service

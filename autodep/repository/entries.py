@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
-from autodep.config import ModelConfig, load_repository
+from autodep.config import ModelConfig, ServerConfig, load_repository, store_of
 from autodep.errors import ConfigError, ModelNotFound
 from autodep.repository.errors import LoadFailed
 
 
-def entry_for(name: str, repository: Path | None, loaded: Mapping[str, ModelConfig]) -> ModelConfig:
+def entry_for(name: str, config: ServerConfig, loaded: Mapping[str, ModelConfig]) -> ModelConfig:
     """A load without a config: the repository YAML's entry, else the one it was loaded from."""
+    repository = config.repository
     if repository is not None:
         try:
-            entries = {e.name: e for e in load_repository(repository)}
+            entries = {e.name: e for e in load_repository(repository, store=store_of(config))}
         except ConfigError as exc:
             raise LoadFailed(exc.message) from None
         if name in entries:

@@ -29,7 +29,7 @@ from typing import Any
 
 from autodep.autoscale.manager import Autoscaler
 from autodep.codecs import Codec, codec_for
-from autodep.config import ModelConfig, ServerConfig, check_files
+from autodep.config import ModelConfig, ServerConfig, check_files, store_of
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
 from autodep.metrics import Metrics, VersionStats
 from autodep.pool.pool import ModelPool
@@ -101,6 +101,7 @@ class Repository:
                 list(self._entries.values()),
                 self._config.repository_poll_s,
                 self._apply,
+                store_of(self._config),
             )
             self._watcher.start()
 
@@ -171,7 +172,7 @@ class Repository:
         """Load a model, or reload it (a new file or settings) without failing a request."""
         self._require_explicit("load")
         if entry is None:
-            entry = entry_for(name, self._config.repository, self._entries)
+            entry = entry_for(name, self._config, self._entries)
         elif entry.name != name:
             raise InvalidInput(f"the config names model {entry.name!r}, the route {name!r}")
         await self._roll_out(entry)

@@ -1,7 +1,8 @@
 """Poll mode: watch the repository YAML and the model files, act once they are quiet.
 
 Every `repository_poll_s` seconds the watcher stats the YAML and every file its
-entries name (model files, labels, tokenizers). A change is acted on only
+entries name (model files, labels, tokenizers), and asks the object store for
+the current version (ETag or version id) of every s3:// object they name. A change is acted on only
 when a whole poll interval has passed without a further change, so a file
 being copied is never loaded half-written; then the YAML is read again and
 each model whose entry or files changed is rolled out (the new version must
@@ -18,14 +19,19 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autodep.config import ModelConfig, load_repository
+from autodep.config import ModelConfig, load_repository, refetch
 from autodep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from autodep.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-Stat = tuple[int, int] | None  # (mtime_ns, size) of a file; None when it is missing
+Stat = (
+    tuple[int, int] | str | None
+)  # (mtime_ns, size) of a file, an object's version; None: missing
 Signature = tuple[tuple[str, Stat], ...]
 
 
@@ -101,12 +107,14 @@ class Watcher:
         entries: list[ModelConfig],
         interval: float,
         apply: Apply,
+        store: Store,
     ) -> None:
         self._repository = repository
+        self._store = store
         self._interval = interval
         self._apply = apply
         # Models from --model files stay as they are unless their files change.
-        names = set() if repository is None else {e.name for e in _read(repository)}
+        names = set() if repository is None else {e.name for e in _read(repository, store)}
         self._fixed = [e for e in entries if e.name not in names]
         self._applied = watch(entries)  # what the served models were loaded from
         self._watching = entries  # the entries whose files make up the signature
@@ -160,16 +168,18 @@ class Watcher:
             await self._apply(changes, {e.name: e for e in entries})
 
     def _entries(self) -> list[ModelConfig]:
+        fixed = [refetch(e, self._store) for e in self._fixed]  # s3:// ones: current versions
         if self._repository is None:
-            return self._fixed
-        return self._fixed + _read(self._repository)
+            return fixed
+        return fixed + _read(self._repository, self._store)
 
     def _signature(self, entries: list[ModelConfig]) -> Signature:
         paths = [p for e in entries for p in files_of(e)]
         if self._repository is not None:
             paths.append(self._repository)
-        return signature(paths)
+        urls = [u for e in entries for u in e.remote.values()]
+        return signature(paths) + (self._store.signature(urls) if urls else ())
 
 
-def _read(repository: Path) -> list[ModelConfig]:
-    return load_repository(repository)
+def _read(repository: Path, store: Store) -> list[ModelConfig]:
+    return load_repository(repository, store=store)
