@@ -32,6 +32,7 @@ from autodep.metrics import Metrics
 from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.resolve import Variant, resolve
 from autodep.pool.items import Inferred, Item
+from autodep.pool.cores import CoreAllocator
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.repository.manager import Repository
@@ -80,6 +81,7 @@ class Service:
         self._models: dict[str, ServedModel] = {}  # the newest ready version of each model
         self._variants: dict[tuple[str, str], Variant] = {}  # by (model, file): what workers load
         self.metrics = Metrics()
+        self.cores = CoreAllocator()  # every pool's workers own disjoint cores of this host
         # Loads, unloads and rolls out versions at runtime; keeps self._models up to date.
         self.repository = Repository(
             self.config, self._models, self._serve_model, self.metrics, prepare=self._prepare
@@ -243,7 +245,9 @@ class Service:
         """One model version with its (not yet started) pool of workers."""
         variant = self._variants.get((model.name, str(model.path)), Variant(AS_GIVEN))
         spec = _worker_spec(model, codec, self.config, variant)
-        pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
+        pool = ModelPool(
+            spec, self.config.settings_for(model), self._launcher, self.metrics, self.cores
+        )
         self.metrics.variant.labels(model.name, variant.name).set(1)
         return ServedModel(model, codec, pool, variant, version)
 
@@ -273,8 +277,11 @@ def _server_config(
 def _worker_spec(
     model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
 ) -> WorkerSpec:
-    threads = config.settings_for(model).start_threads
-    return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
+    settings = config.settings_for(model)
+    threads = settings.start_threads
+    return WorkerSpec.of(
+        model, threads, codec.decoder.example(), variant.spec(threads, settings.cores)
+    )
 
 
 def _options(top_n: Any, threshold: Any) -> Options:
@@ -305,6 +312,7 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
                 "startup_s": None if w.startup_s is None else round(w.startup_s, 4),
                 "started_at": round(w.started_at, 3),
                 "rss_bytes": w.rss_bytes(),
+                "cores": list(w.cores),
             }
             for w in pool.workers
         ],

@@ -43,6 +43,9 @@ class Candidate:
     load: str
     options: Options = field(default_factory=dict)
     needs: tuple[str, ...] = ()  # keys of NEEDS
+    # Its runtime fixes its threads when it loads (OpenVINO, ONNX Runtime): workers then load
+    # a second form for lone batches (autodep.worker.main). Not in the key: no outcome changes.
+    fixes_threads: bool = False
 
     def describe(self) -> dict[str, Any]:
         """What identifies the candidate in the cache key."""
@@ -106,6 +109,7 @@ def _openvino(precision: str, hint: str) -> Candidate:
         f"{_OV}:load",
         {"precision": precision, "hint": hint},
         needs,
+        fixes_threads=True,
     )
 
 
@@ -123,7 +127,14 @@ CANDIDATES: tuple[Candidate, ...] = (
         {"dtype": "bfloat16", "channels_last": True},
         ("torchscript", "stacked", "image_batch", "native_bf16"),
     ),
-    Candidate("onnxruntime", f"{_ORT}:prepare", f"{_ORT}:load", {}, ("torchscript", "stacked")),
+    Candidate(
+        "onnxruntime",
+        f"{_ORT}:prepare",
+        f"{_ORT}:load",
+        {},
+        ("torchscript", "stacked"),
+        fixes_threads=True,
+    ),
     Candidate(
         "torchscript-frozen",
         f"{_TS}:prepare",

@@ -49,7 +49,8 @@ from autodep.errors import (
     WorkerStartError,
 )
 from autodep.metrics import Metrics
-from autodep.pool.batching import batch_to_take, threads_for_batch
+from autodep.pool.batching import batch_to_take
+from autodep.pool.cores import CoreAllocator, placement
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher
@@ -92,8 +93,11 @@ class ModelPool:
         settings: PoolSettings,
         launcher: Launcher,
         metrics: Metrics | None = None,
+        cores: CoreAllocator | None = None,
     ) -> None:
         self.spec = spec
+        # Shared with the service's other pools, so that workers of all models own disjoint cores.
+        self.cores = cores or CoreAllocator()
         self.settings = settings
         self._launcher = launcher
         self._metrics = metrics or Metrics()
@@ -266,14 +270,15 @@ class ModelPool:
         batch = [p for p in batch if not p.future.done()]
         if not batch:
             return
-        threads = threads_for_batch(
-            cores=self.settings.cores,
+        cores, threads = placement(
+            own=worker.cores,
+            free=self.cores.free,
+            pool=self.cores.cores,
             lone=not self.count(WorkerState.BUSY) and not self._queue,
-            workers=self.live,
             configured=self.settings.threads,
         )
         now = time.monotonic()
-        running = worker.run([p.item for p in batch], threads)
+        running = worker.run([p.item for p in batch], threads, cores)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
         self._running[worker] = batch
@@ -425,9 +430,17 @@ class ModelPool:
         Counting it now, not when its start task first runs, is what keeps a
         second `_reconcile` in the same loop iteration from starting another.
         """
-        worker = WorkerHandle(self.spec, self._launcher, self._on_worker_exit)
+        own = self.cores.take(self.settings.start_threads)
+        worker = WorkerHandle(
+            self.spec, self._launcher, self._on_worker_exit, own, self.cores.cores
+        )
         self._workers.append(worker)
         return worker
+
+    def _remove(self, worker: WorkerHandle) -> None:
+        """A worker is gone: forget it and give its cores back."""
+        self._workers.remove(worker)
+        self.cores.give_back(worker.cores)
 
     async def settled(self) -> None:
         """Return once as many workers are ready as are desired, or starting one has failed."""
@@ -454,7 +467,7 @@ class ModelPool:
         except BaseException:
             worker.kill()
             if worker.pid is None:  # no process was made, so no exit will remove it
-                self._workers.remove(worker)
+                self._remove(worker)
             raise
         finally:
             self._wake_settle_waiters()
@@ -476,7 +489,7 @@ class ModelPool:
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
         """A worker is gone (its sentinel fired and its socket ended, in either order)."""
-        self._workers.remove(worker)
+        self._remove(worker)
         self._wake_settle_waiters()
         lost = self._running.pop(worker, None)
         error = WorkerError(
