@@ -1,0 +1,209 @@
+"""Measuring plan candidates through the real pool, and finding a model's serving plan.
+
+::
+
+    find_plan(model, config, variant, launcher)
+      cached <entry>/plan.json for this key? ──yes──► Plan
+        │ no
+        ▼ for each PlanCandidate of plan.grid(...):
+      ModelPool(candidate's settings, its own CoreAllocator, the service's launcher)
+        start N workers ──► lone: one request at a time (median ms)
+                        ──► saturation: N × batch × 2 requests always in flight (req/s)
+        close
+      plan.choose(measurements) ──► Plan ──► <entry>/plan.json
+
+The requests are synthetic but real: a JPEG of noise at the model's input size (decoded in
+the workers, as a client's would be), a short text, or zero tensors of the example's shapes.
+Everything torch does happens in the workers: the process that measures (the server, or
+`autodep optimize`) never runs a torch op (GNU OpenMP's fork hazard). The HTTP layer is left
+out. On a shared machine the figures move between runs; the median lone time shrugs off
+interruptions, the saturated rate does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from autodep.codecs import codec_for
+from autodep.codecs.base import Payload
+from autodep.config import ModelConfig, ServerConfig
+from autodep.optimize import plan as plans
+from autodep.optimize.candidates import imported
+from autodep.optimize.resolve import Variant
+from autodep.optimize.search import DEFAULT_CANDIDATES
+from autodep.pool.cores import CoreAllocator, host_cores
+from autodep.pool.items import Item
+from autodep.pool.launcher import Launcher
+from autodep.pool.pool import ModelPool
+from autodep.worker.spec import WorkerSpec
+
+log = logging.getLogger(__name__)
+
+CONTENDERS = 2  # variants whose plans are measured: the search's choice and the runner-up
+MIN_LONE = 5  # lone requests measured, at least
+
+
+def measure_seconds(budget_s: float) -> float:
+    """Time for each phase of one plan candidate: about 0.5% of the search budget, 0.2-2 s."""
+    return min(2.0, max(0.2, budget_s / 200))
+
+
+def contenders(variant: Variant, candidates: str = DEFAULT_CANDIDATES) -> list[Variant]:
+    """The search's choice and the next fastest variant that passed the gate at the largest
+    batch (it may serve better with more workers)."""
+    result, entry = variant.result, variant.entry
+    if result is None or entry is None:
+        return [variant]
+    known = {c.name: c for c in imported(candidates)}
+    others = sorted(
+        (
+            row
+            for row in result.rows
+            if row.skipped is None and row.img_s_max and row.name != variant.name
+            if row.name in known
+        ),
+        key=lambda row: -(row.img_s_max or 0),
+    )
+    runners_up = [Variant(row.name, result, entry, known[row.name]) for row in others]
+    return [variant, *runners_up][:CONTENDERS]
+
+
+def synthetic_item(model: ModelConfig) -> Item:
+    """One request as a client would send it (see the module docstring)."""
+    if model.input == "image":
+        from PIL import Image
+
+        height, width = model.preprocess.resize or (224, 224)
+        noise = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, "JPEG")
+        return Payload.of(buffer.getvalue(), "image/jpeg")
+    if model.input == "text":
+        return Payload.of("a synthetic request to measure the serving plan", "text/plain")
+    return [np.zeros(shape, dtype) for shape, dtype in codec_for(model).decoder.example()]
+
+
+async def measure(
+    candidate: plans.PlanCandidate,
+    *,
+    model: ModelConfig,
+    config: ServerConfig,
+    variant: Variant,
+    launcher: Launcher,
+    seconds: float,
+) -> plans.Measurement:
+    """One plan candidate, served by a pool of its own and driven with synthetic requests."""
+    cores = CoreAllocator(host_cores())
+    settings = config.settings_for(model).model_copy(
+        update={
+            "min_workers": candidate.workers,
+            "max_workers": candidate.workers,
+            "threads": None,
+            "max_batch_size": candidate.max_batch_size,
+            "max_queue_delay": candidate.max_queue_delay_ms / 1000,
+            "max_queue": max(64, candidate.workers * candidate.max_batch_size * 4),
+        }
+    )
+    example = codec_for(model).decoder.example()
+    spec = WorkerSpec.of(
+        model,
+        candidate.threads,
+        example,
+        variant.spec(candidate.threads, len(cores.cores)),
+    )
+    item = synthetic_item(model)
+    pool = ModelPool(spec, settings, launcher, cores=cores)
+    try:
+        await pool.start(candidate.workers)
+        owned = tuple(w.cores for w in pool.workers)
+        lone: list[float] = []
+        began = time.monotonic()
+        while len(lone) < MIN_LONE or time.monotonic() - began < seconds:
+            start = time.perf_counter()
+            await pool.infer(item)
+            lone.append(time.perf_counter() - start)
+        concurrency = candidate.workers * candidate.max_batch_size * 2
+        rate = await _saturated(pool, item, concurrency, seconds)
+    finally:
+        await pool.close()
+    return plans.Measurement(
+        candidate=candidate,
+        cores=owned,
+        lone_ms=round(statistics.median(lone) * 1000, 3),
+        saturated_rps=round(rate, 2),
+        concurrency=concurrency,
+    )
+
+
+async def _saturated(pool: ModelPool, item: Item, concurrency: int, seconds: float) -> float:
+    """Requests per second with `concurrency` clients, each sending its next request as soon
+    as its last is answered; the first quarter of the time (new batch shapes) is not counted."""
+    done = 0
+    counting_from = time.monotonic() + seconds / 4
+    until = counting_from + seconds
+
+    async def client() -> None:
+        nonlocal done
+        while time.monotonic() < until:
+            await pool.infer(item)
+            if time.monotonic() >= counting_from:
+                done += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return done / max(1e-9, time.monotonic() - counting_from)
+
+
+def variant_of(plan: plans.Plan, variant: Variant) -> Variant:
+    """The variant the plan chose, among the contenders of the search's choice."""
+    name = plan.chosen.candidate.variant
+    return next((v for v in contenders(variant) if v.name == name), variant)
+
+
+async def find_plan(
+    model: ModelConfig,
+    config: ServerConfig,
+    variant: Variant,
+    launcher: Launcher,
+) -> plans.Plan | None:
+    """The model's plan: cached in the variant's cache entry, else measured now (and cached).
+    None when there is no cache entry (the optimizer is off for the model)."""
+    if variant.entry is None:
+        return None
+    variants = contenders(variant)
+    _, budget = config.optimize_for(model)
+    seconds = measure_seconds(budget)
+    max_batch = config.settings_for(model).max_batch_size
+    cores = host_cores()
+    key = plans.plan_key([v.name for v in variants], cores, max_batch, seconds)
+    cached = plans.Plan.load(Path(variant.entry), key)
+    if cached is not None:
+        return cached
+    started = time.monotonic()
+    by_name = {v.name: v for v in variants}
+    measurements = []
+    candidates = plans.grid(list(by_name), len(cores), max_batch)
+    for number, candidate in enumerate(candidates, 1):
+        log.info("model %r: measuring plan %d/%d: %s", model.name, number, len(candidates), candidate)
+        measurements.append(
+            await measure(
+                candidate,
+                model=model,
+                config=config,
+                variant=by_name[candidate.variant],
+                launcher=launcher,
+                seconds=seconds,
+            )
+        )
+    plan = plans.Plan(
+        key, plans.choose(measurements), tuple(measurements), round(time.monotonic() - started, 2)
+    )
+    plan.save(Path(variant.entry))
+    return plan
