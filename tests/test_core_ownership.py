@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -26,6 +28,16 @@ def thread_cores(pid: int) -> set[tuple[int, ...]]:
         except (ProcessLookupError, FileNotFoundError):
             pass
     return masks
+
+
+async def settles_on(pid: int, mask: tuple[int, ...], timeout: float = 15.0) -> None:
+    """Until every thread of `pid` has `mask`: OpenVINO's TBB workers keep their arena's mask
+    while they linger after a batch, then put back their own (polled, with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while (masks := thread_cores(pid)) != {mask}:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker {pid}: thread masks {masks}, not only {mask}")
+        await asyncio.sleep(0.05)
 
 
 def owned(server, model: str) -> dict[int, tuple[int, ...]]:
@@ -71,3 +83,41 @@ async def test_torch_workers_keep_to_their_own_cores_and_a_lone_batch_takes_the_
         assert thread_cores(pid) == {mine}
     gate.release(3)
     assert [status for status, _, _ in await asyncio.gather(*requests)] == [200] * 4
+
+
+@pytest.mark.timeout(300)
+async def test_openvino_workers_keep_to_their_own_cores_and_a_lone_batch_takes_the_pool(
+    serve, color_model, tmp_path
+):
+    pytest.importorskip("openvino")
+    cores = host_cores()
+    server = await serve(
+        color_model,
+        optimize="openvino-f32-latency",
+        optimize_budget=20.0,
+        cache_dir=tmp_path,
+        min_workers=2,
+        max_workers=2,
+    )
+    served = server.service.model("colors")
+    assert served.variant.name == "openvino-f32-latency"
+    own = owned(server, "colors")
+    first, second = own.values()
+    assert set(first).isdisjoint(second)
+    # At rest, after compiling both forms: OpenVINO's threads too are on the worker's cores.
+    for pid, mine in own.items():
+        assert psutil.Process(pid).cpu_affinity() == list(mine)
+        await settles_on(pid, mine)
+
+    # A lone request runs on every core (the mask stays where the last batch ran).
+    status, body, _ = await server.predict(image_bytes("blue"))
+    assert status == 200 and body["predictions"][0]["label"] == "blue"
+    [lone] = [w for w in served.pool.workers if w.served == 1]
+    assert thread_cores(lone.pid) == {cores}
+
+    # Both workers busy, each told to keep to its own cores (as the pool does under load).
+    item = [np.zeros(shape, dtype) for shape, dtype in served.codec.decoder.example()]
+    handles = served.pool.workers
+    await asyncio.gather(*(w.run([item], len(w.cores), w.cores) for w in handles))
+    for pid, mine in own.items():
+        await settles_on(pid, mine)

@@ -164,7 +164,7 @@ async def _saturated(pool: ModelPool, item: Item, concurrency: int, seconds: flo
 def variant_of(plan: plans.Plan, variant: Variant) -> Variant:
     """The variant the plan chose, among the contenders of the search's choice."""
     name = plan.chosen.candidate.variant
-    return next((v for v in contenders(variant) if v.name == name), variant)
+    return next((v for v in [variant, *contenders(variant)] if v.name == name), variant)
 
 
 async def find_plan(
@@ -177,8 +177,8 @@ async def find_plan(
     None when there is no cache entry (the optimizer is off for the model)."""
     if variant.entry is None:
         return None
-    variants = contenders(variant)
-    _, budget = config.optimize_for(model)
+    mode, budget = config.optimize_for(model)
+    variants = contenders(variant) if mode == "auto" else [variant]  # a named one stays
     seconds = measure_seconds(budget)
     max_batch = config.settings_for(model).max_batch_size
     cores = host_cores()

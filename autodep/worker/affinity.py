@@ -13,11 +13,18 @@ from collections.abc import Collection
 
 
 def pin(cores: Collection[int]) -> None:
-    """Every thread of this process may run on `cores` only (nothing if empty)."""
+    """Every thread of this process may run on `cores` only (nothing if empty).
+
+    Only the threads whose mask differs are set: a runtime may have put a mask back. OpenVINO's
+    TBB workers take their arena's mask (the process mask when OpenVINO loaded) while they
+    work and put back the mask they had on entering when they leave, a moment after a batch.
+    """
     if not cores:
         return
+    wanted = set(cores)
     for task in os.listdir("/proc/self/task"):
         try:
-            os.sched_setaffinity(int(task), cores)
+            if os.sched_getaffinity(int(task)) != wanted:
+                os.sched_setaffinity(int(task), wanted)
         except (ProcessLookupError, FileNotFoundError):  # the thread ended meanwhile
             pass

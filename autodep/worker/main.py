@@ -60,7 +60,6 @@ def run_worker(
         decoder = DECODERS[spec.config.input](spec.config)
         with torch.inference_mode():
             runner, wide = _load(spec)
-        affinity.pin(spec.cores)
     except Exception as exc:
         channel.send(error_message(exc, None))
         return
@@ -82,9 +81,13 @@ def _load(spec: WorkerSpec) -> tuple[Runner, Runner | None]:
         affinity.pin(spec.pool_cores)  # OpenVINO gives a model no more threads than the mask
         wide_variant = replace(variant, threads=variant.wide_threads)
         wide = make_runner(load_model(spec.path, wide_variant), spec.input, spec.output)
-        _warm_up(wide, spec)
     runner = make_runner(load_model(spec.path, variant), spec.input, spec.output)
-    _warm_up(runner, spec)
+    # Warm up on the worker's own cores: a runtime's threads made now keep that mask (and
+    # OpenVINO's put it back when they leave a batch).
+    affinity.pin(spec.cores)
+    for form in (runner, wide):
+        if form is not None:
+            _warm_up(form, spec)
     return runner, wide
 
 
@@ -108,8 +111,6 @@ class _Server:
         self._outputs = outputs
         self._threads = spec.threads
         self._own = spec.cores
-        self._cores = spec.cores
-        self._tasks = _task_count()
         # PIL and numpy release the GIL, so a batch's images decode side by side.
         self._decoding = ThreadPoolExecutor(
             max_workers=len(os.sched_getaffinity(0)), thread_name_prefix="decode"
@@ -157,12 +158,9 @@ class _Server:
         }
 
     def _move(self, cores: tuple[int, ...]) -> None:
-        """Pin every thread to the batch's cores: when they change, and when a runtime has made
-        a thread since the last batch (it may carry the mask the runtime saw at its start)."""
-        tasks = _task_count()
-        if cores != self._cores or tasks != self._tasks:
-            affinity.pin(cores)
-            self._cores, self._tasks = cores, tasks
+        """Pin every thread to the batch's cores, also those a runtime made or moved since the
+        last batch (a few microseconds a thread: it reads each mask)."""
+        affinity.pin(cores)
 
     def _decode(self, request: Item) -> Decoded | tuple[int, str]:
         """A request's model inputs, or the (status, message) of why it has none."""
@@ -183,10 +181,6 @@ def _warm_up(runner: Runner, spec: WorkerSpec) -> None:
     example = [torch.from_numpy(np.zeros(shape, dtype)) for shape, dtype in spec.example]
     for _ in range(spec.warmup_calls):
         runner([example])
-
-
-def _task_count() -> int:
-    return len(os.listdir("/proc/self/task"))
 
 
 def _exit_with_parent() -> None:
