@@ -35,8 +35,8 @@ from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.plan import Plan
 from autodep.optimize.resolve import Variant, resolve
 from autodep.optimize.serving import find_plan, variant_of
-from autodep.pool.items import Inferred, Item
 from autodep.pool.cores import CoreAllocator
+from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
 from autodep.repository.manager import Repository

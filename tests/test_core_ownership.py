@@ -4,6 +4,7 @@ affinity (/proc/PID/task/*), never from timing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -23,10 +24,8 @@ def thread_cores(pid: int) -> set[tuple[int, ...]]:
     """The distinct affinity masks of a process's threads."""
     masks = set()
     for task in os.listdir(f"/proc/{pid}/task"):
-        try:
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
             masks.add(tuple(sorted(os.sched_getaffinity(int(task)))))
-        except (ProcessLookupError, FileNotFoundError):
-            pass
     return masks
 
 

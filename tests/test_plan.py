@@ -57,9 +57,7 @@ def test_explicit_settings_win_over_the_plan(tmp_path):
     assert flags.given(model) == {"max_workers", "max_queue_delay"}
     settings = apply(plan, flags.settings_for(model), flags.given(model))
     assert (settings.max_workers, settings.max_queue_delay) == (3, 0.0)
-    entry = type(model).model_validate(
-        {**model.model_dump(), "batching": {"max_batch_size": 2}}
-    )
+    entry = type(model).model_validate({**model.model_dump(), "batching": {"max_batch_size": 2}})
     assert defaults.given(entry) == {"max_batch_size"}
     assert apply(plan, defaults.settings_for(entry), defaults.given(entry)).max_batch_size == 2
 
@@ -87,7 +85,7 @@ def settings(cache_dir: Path, **more: object) -> dict:
 
 async def test_a_plan_is_measured_through_the_pool_cached_and_shown(serve, color, cache_dir):
     server = await serve(color, **settings(cache_dir))
-    status, body = await server.get("/status")
+    _, body = await server.get("/status")
     plan = body["models"]["colors"]["plan"]
     cores = host_cores()
     assert plan["source"] == "measured" and plan["given"] == []
@@ -119,8 +117,9 @@ async def test_a_plan_is_measured_through_the_pool_cached_and_shown(serve, color
     assert plan_again["given"] == ["max_queue_delay"]
     assert plan_again["max_queue_delay_ms"] == 7.0
     assert (plan_again["workers"], plan_again["max_batch_size"]) == (chosen["workers"], 8)
-    assert json.loads((entry / PLAN).read_text())["chosen"]["candidate"]["workers"] == (
-        chosen["workers"]
+    assert (
+        json.loads((entry / PLAN).read_text())["chosen"]["candidate"]["workers"]
+        == (chosen["workers"])
     )
 
 

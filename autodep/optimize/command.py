@@ -85,6 +85,6 @@ def _describe(plan: plans.Plan, given: frozenset[str]) -> str:
         f"### serving plan: {c.variant}, {c.workers} worker(s) x {c.threads} thread(s) owning"
         f" cores {cores}, batches of up to {c.max_batch_size}, queue delay"
         f" {c.max_queue_delay_ms:g} ms: lone request {chosen.lone_ms:.2f} ms,"
-        f" {chosen.saturated_rps:.1f} req/s at saturation (the plan search took {plan.search_s:.1f}s)"
-        f"{wins}\n\n{plans.table(plan)}\n"
+        f" {chosen.saturated_rps:.1f} req/s at saturation (the plan search took"
+        f" {plan.search_s:.1f}s){wins}\n\n{plans.table(plan)}\n"
     )

@@ -8,7 +8,7 @@
         ▼ for each PlanCandidate of plan.grid(...):
       ModelPool(candidate's settings, its own CoreAllocator, the service's launcher)
         start N workers ──► lone: one request at a time (median ms)
-                        ──► saturation: N × batch × 2 requests always in flight (req/s)
+                        ──► saturation: N x batch x 2 requests always in flight (req/s)
         close
       plan.choose(measurements) ──► Plan ──► <entry>/plan.json
 
@@ -27,7 +27,6 @@ import io
 import logging
 import statistics
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +190,7 @@ async def find_plan(
     measurements = []
     candidates = plans.grid(list(by_name), len(cores), max_batch)
     for number, candidate in enumerate(candidates, 1):
-        log.info("model %r: measuring plan %d/%d: %s", model.name, number, len(candidates), candidate)
+        log.info("model %r: plan %d/%d: %s", model.name, number, len(candidates), candidate)
         measurements.append(
             await measure(
                 candidate,
