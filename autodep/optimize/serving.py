@@ -35,8 +35,9 @@ from autodep.codecs import codec_for
 from autodep.codecs.base import Payload
 from autodep.config import ModelConfig, ServerConfig
 from autodep.optimize import plan as plans
-from autodep.optimize.candidates import imported
+from autodep.optimize.candidates import AS_GIVEN, imported
 from autodep.optimize.resolve import Variant
+from autodep.optimize.result import Row
 from autodep.optimize.search import DEFAULT_CANDIDATES
 from autodep.pool.cores import CoreAllocator, host_cores
 from autodep.pool.items import Item
@@ -56,22 +57,29 @@ def measure_seconds(budget_s: float) -> float:
 
 
 def contenders(variant: Variant, candidates: str = DEFAULT_CANDIDATES) -> list[Variant]:
-    """The search's choice and the next fastest variant that passed the gate at the largest
-    batch (it may serve better with more workers)."""
+    """The search's choice and the runner-up: the next fastest variant at the largest batch
+    (it may serve better with more workers) among those that passed the gate and are at least
+    as fast as the model as given at both batch sizes (the rule of `select.choose`)."""
     result, entry = variant.result, variant.entry
     if result is None or entry is None:
         return [variant]
     known = {c.name: c for c in imported(candidates)}
-    others = sorted(
-        (
-            row
-            for row in result.rows
-            if row.skipped is None and row.img_s_max and row.name != variant.name
-            if row.name in known
-        ),
-        key=lambda row: -(row.img_s_max or 0),
-    )
-    runners_up = [Variant(row.name, result, entry, known[row.name]) for row in others]
+    base = result.row(AS_GIVEN)
+
+    def eligible(row: Row) -> bool:
+        if row.skipped is not None or row.name == variant.name or row.name not in known:
+            return False
+        if row.name == AS_GIVEN:
+            return True
+        pairs = ((row.img_s_1, base.img_s_1), (row.img_s_max, base.img_s_max))
+        return all(
+            mine is not None and theirs is not None and mine >= theirs for mine, theirs in pairs
+        )
+
+    others = sorted(filter(eligible, result.rows), key=lambda row: -(row.img_s_max or 0))
+    runners_up = [
+        Variant(row.name, result, entry, known[row.name], variant.from_cache) for row in others
+    ]
     return [variant, *runners_up][:CONTENDERS]
 
 

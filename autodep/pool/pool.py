@@ -4,9 +4,11 @@ Data flow:
 
     infer(item) ──► queue (deque of Pending, at most max_queue; full → 503)
                           │  _dispatch(): while a worker is idle, take up to
-                          │  max_batch_size requests as one batch
+                          │  max_batch_size requests as one batch, and place it
+                          │  (cores.placement: alone → every core of the pool;
+                          │  under load → the worker's own cores)
                           ▼
-                    WorkerHandle.run(batch)
+                    WorkerHandle.run(batch, threads, cores)
                           │  payload bytes / tensors ──► shared in-buffer ──┐
                           │  {"op": "run"} ──► socket ──────────────────────┤  worker process:
                           │                                                 ▼  decode, model(batch)
@@ -15,7 +17,9 @@ Data flow:
                           ▼
             each request's future gets its own outputs (or its own decode error)
 
-    The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
+    Each worker owns cores from the service's `CoreAllocator` (autodep.pool.cores)
+    from its start to its exit, disjoint from every other worker's while there are
+    enough cores. The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
     starts or stops workers to match it, stopping only idle ones. A request for
     a model with no worker starts one at once (cold start).
 
