@@ -10,8 +10,18 @@ before any thread exists; each batch says where it runs (its own cores under loa
 pool's cores when it is alone), and the worker moves every thread there. Runtimes that fix
 their threads when they load (OpenVINO, ONNX Runtime) load a second form with the pool's
 thread count, compiled while the worker's mask spans the pool (OpenVINO caps its threads to the
-mask it sees), and a lone batch runs on that form: one more compiled model in memory per worker,
-against a lone request on a fraction of the machine.
+mask it sees when it loads), and a lone batch runs on that form.
+
+Why a second form: OpenVINO streams serve several requests at once, not one request on more
+cores, and these runtimes cannot be handed more threads without compiling again. Measured
+roughly (resnet18 at 224, OpenVINO f32, 2 workers; a shared 2-core EPYC with a load average
+of ~10, so the figures are rough): the second form costs ~100 MiB more per worker (550 -> 650
+MiB RSS) and ~1.2 s more per worker start (1.6 -> 2.8 s: a second compile, or model-cache
+read, and its warm-up). Its gain could not be measured on that machine (in-process, 2 threads were no faster
+than 1 under that load); on a quiet machine a lone request on 2 cores took 12.6 ms instead of
+19.6 ms (issue 18, OpenVINO bf16, resnet50) and 51 ms instead of 90 ms (DESIGN.md, torch).
+Moving a batch reads every thread's mask (and sets those that differ): ~0.15 ms a batch with
+14 threads on the loaded machine.
 
 Workers ignore SIGINT: a Ctrl-C in a terminal reaches the whole process group,
 and the server must be the one to drain the queue and stop its workers in
