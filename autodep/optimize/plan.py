@@ -25,6 +25,7 @@ from autodep.config import PoolSettings
 PLAN = "plan.json"
 QUEUE_DELAYS_MS = (0.0, 2.0)  # a batch may wait this long to fill up under load
 LONE_SLACK = 1.2  # a plan may answer a lone request this much slower than the best, no more
+NOISE = 0.03  # saturated rates this close to the best count as equal: the simpler plan wins
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,19 @@ def grid(variants: Sequence[str], cores: int, max_batch_size: int) -> tuple[Plan
 
 def choose(measurements: Sequence[Measurement]) -> Measurement:
     """The most requests per second at saturation among the plans whose lone request is within
-    LONE_SLACK of the fastest lone request; on a tie, fewer workers (less memory)."""
+    LONE_SLACK of the fastest lone request. Rates within NOISE of the best count as a tie,
+    which the simpler plan wins: fewer workers (less memory), then no queue delay (a batch
+    that waits must earn it), then the higher rate."""
     if not measurements:
         raise ValueError("no plan was measured")
     best_lone = min(m.lone_ms for m in measurements)
     fair = [m for m in measurements if m.lone_ms <= best_lone * LONE_SLACK]
-    return max(fair, key=lambda m: (m.saturated_rps, -m.candidate.workers))
+    best_rate = max(m.saturated_rps for m in fair)
+    near = [m for m in fair if m.saturated_rps >= best_rate * (1 - NOISE)]
+    return min(
+        near,
+        key=lambda m: (m.candidate.workers, m.candidate.max_queue_delay_ms, -m.saturated_rps),
+    )
 
 
 def apply(plan: Plan | None, settings: PoolSettings, given: Collection[str]) -> PoolSettings:

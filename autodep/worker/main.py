@@ -17,9 +17,10 @@ cores, and these runtimes cannot be handed more threads without compiling again.
 roughly (resnet18 at 224, OpenVINO f32, 2 workers; a shared 2-core EPYC with a load average
 of ~10, so the figures are rough): the second form costs ~100 MiB more per worker (550 -> 650
 MiB RSS) and ~1.2 s more per worker start (1.6 -> 2.8 s: a second compile, or model-cache
-read, and its warm-up). Its gain could not be measured on that machine (in-process, 2 threads were no faster
-than 1 under that load); on a quiet machine a lone request on 2 cores took 12.6 ms instead of
-19.6 ms (issue 18, OpenVINO bf16, resnet50) and 51 ms instead of 90 ms (DESIGN.md, torch).
+read, and its warm-up). Its gain could not be measured on that machine (in-process, 2 threads
+were no faster than 1 under that load); on a quiet machine a lone request on 2 cores took
+12.6 ms instead of 19.6 ms (issue 18, OpenVINO bf16, resnet50) and 51 ms instead of 90 ms
+(DESIGN.md, torch).
 Moving a batch reads every thread's mask (and sets those that differ): ~0.15 ms a batch with
 14 threads on the loaded machine.
 
