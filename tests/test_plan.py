@@ -26,13 +26,13 @@ def measured(workers: int, lone_ms: float, rps: float, delay: float = 0.0) -> Me
     return Measurement(candidate, ((0,),) * workers, lone_ms, rps, workers * 16)
 
 
-def test_the_plan_serving_most_requests_wins_unless_its_lone_request_is_slow():
-    one, two, four = measured(1, 10.0, 100.0), measured(2, 11.0, 150.0), measured(4, 30.0, 400.0)
-    assert choose([one, two, four]) == two  # four workers: 3x the fastest lone request
-    assert choose([one, measured(2, 12.5, 150.0)]) == one  # beyond 1.2x the fastest lone
+def test_the_plan_balances_the_lone_request_and_the_saturated_rate():
+    one, two, four = measured(1, 10.0, 100.0), measured(2, 11.0, 150.0), measured(4, 30.0, 160.0)
+    assert choose([one, two, four]) == two  # four workers: 3x slower alone for 7% more
+    assert choose([one, measured(2, 20.0, 150.0)]) == one  # 2x slower alone for 1.5x the rate
+    assert choose([one, measured(2, 12.0, 800.0)]).candidate.workers == 2  # 8x the rate
     assert choose([measured(2, 10.0, 102.0), one]) == one  # a tie (within 3%): fewer workers
-    waits = measured(1, 10.0, 101.0, delay=2.0)
-    assert choose([waits, one]) == one  # ... then no queue delay
+    assert choose([measured(1, 10.0, 101.0, delay=2.0), one]) == one  # ... then no queue delay
     assert choose([measured(1, 10.0, 110.0, delay=2.0), one]).candidate.max_queue_delay_ms == 2
     with pytest.raises(ValueError):
         choose([])

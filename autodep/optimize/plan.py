@@ -15,6 +15,7 @@ workers (the host's cores shared out), unless `--threads-per-worker` is given.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,8 +25,7 @@ from autodep.config import PoolSettings
 
 PLAN = "plan.json"
 QUEUE_DELAYS_MS = (0.0, 2.0)  # a batch may wait this long to fill up under load
-LONE_SLACK = 1.2  # a plan may answer a lone request this much slower than the best, no more
-NOISE = 0.03  # saturated rates this close to the best count as equal: the simpler plan wins
+NOISE = 0.03  # scores this close to the best count as equal: the simpler plan wins
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def plan_key(
         "cores": list(cores),
         "max_batch_size": max_batch_size,
         "seconds": seconds,
-        "grid": {"queue_delays_ms": list(QUEUE_DELAYS_MS), "lone_slack": LONE_SLACK},
+        "grid": {"queue_delays_ms": list(QUEUE_DELAYS_MS), "noise": NOISE},
     }
 
 
@@ -106,20 +106,22 @@ def grid(variants: Sequence[str], cores: int, max_batch_size: int) -> tuple[Plan
 
 
 def choose(measurements: Sequence[Measurement]) -> Measurement:
-    """The most requests per second at saturation among the plans whose lone request is within
-    LONE_SLACK of the fastest lone request. Rates within NOISE of the best count as a tie,
-    which the simpler plan wins: fewer workers (less memory), then no queue delay (a batch
-    that waits must earn it), then the higher rate."""
+    """The plan with the best geometric mean of its two speeds relative to the best measured:
+    the lone request's (best lone time / its lone time) and the saturated rate's (its rate /
+    the best rate), as `select.choose` weighs batch 1 against the largest batch. Scores within
+    NOISE of the best count as a tie, which the simpler plan wins: fewer workers (less memory),
+    then no queue delay (a batch that waits must earn it)."""
     if not measurements:
         raise ValueError("no plan was measured")
     best_lone = min(m.lone_ms for m in measurements)
-    fair = [m for m in measurements if m.lone_ms <= best_lone * LONE_SLACK]
-    best_rate = max(m.saturated_rps for m in fair)
-    near = [m for m in fair if m.saturated_rps >= best_rate * (1 - NOISE)]
-    return min(
-        near,
-        key=lambda m: (m.candidate.workers, m.candidate.max_queue_delay_ms, -m.saturated_rps),
-    )
+    best_rate = max(m.saturated_rps for m in measurements)
+
+    def score(m: Measurement) -> float:
+        return math.sqrt((best_lone / m.lone_ms) * (m.saturated_rps / best_rate))
+
+    best = max(score(m) for m in measurements)
+    near = [m for m in measurements if score(m) >= best * (1 - NOISE)]
+    return min(near, key=lambda m: (m.candidate.workers, m.candidate.max_queue_delay_ms, -score(m)))
 
 
 def apply(plan: Plan | None, settings: PoolSettings, given: Collection[str]) -> PoolSettings:
