@@ -8,7 +8,8 @@
         ▼ for each PlanCandidate of plan.grid(...):
       ModelPool(candidate's settings, its own CoreAllocator, the service's launcher)
         start N workers ──► lone: one request at a time (median ms)
-                        ──► saturation: N x batch x 2 requests always in flight (req/s)
+                        ──► saturation: N x batch x 2 requests always in flight (req/s),
+                            once per queue delay (the same pool)
         close
       plan.choose(measurements) ──► Plan ──► <entry>/plan.json
 
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,37 +102,43 @@ def synthetic_item(model: ModelConfig) -> Item:
 
 
 async def measure(
-    candidate: plans.PlanCandidate,
+    candidates: Sequence[plans.PlanCandidate],
     *,
     model: ModelConfig,
     config: ServerConfig,
     variant: Variant,
     launcher: Launcher,
     seconds: float,
-) -> plans.Measurement:
-    """One plan candidate, served by a pool of its own and driven with synthetic requests."""
+) -> list[plans.Measurement]:
+    """Plan candidates that differ only in their queue delay, served by one pool of their own
+    and driven with synthetic requests: the lone phase once (a lone request never waits for a
+    batch to fill), the saturated phase once per delay."""
+    first = candidates[0]
+    assert all(
+        (c.variant, c.workers, c.threads, c.max_batch_size)
+        == (first.variant, first.workers, first.threads, first.max_batch_size)
+        for c in candidates
+    )
     cores = CoreAllocator(host_cores())
     settings = config.settings_for(model).model_copy(
         update={
-            "min_workers": candidate.workers,
-            "max_workers": candidate.workers,
+            "min_workers": first.workers,
+            "max_workers": first.workers,
             "threads": None,
-            "max_batch_size": candidate.max_batch_size,
-            "max_queue_delay": candidate.max_queue_delay_ms / 1000,
-            "max_queue": max(64, candidate.workers * candidate.max_batch_size * 4),
+            "max_batch_size": first.max_batch_size,
+            "max_queue": max(64, first.workers * first.max_batch_size * 4),
         }
     )
     example = codec_for(model).decoder.example()
     spec = WorkerSpec.of(
-        model,
-        candidate.threads,
-        example,
-        variant.spec(candidate.threads, len(cores.cores)),
+        model, first.threads, example, variant.spec(first.threads, len(cores.cores))
     )
     item = synthetic_item(model)
+    concurrency = first.workers * first.max_batch_size * 2
     pool = ModelPool(spec, settings, launcher, cores=cores)
+    rates = []
     try:
-        await pool.start(candidate.workers)
+        await pool.start(first.workers)
         owned = tuple(w.cores for w in pool.workers)
         lone: list[float] = []
         began = time.monotonic()
@@ -137,17 +146,22 @@ async def measure(
             start = time.perf_counter()
             await pool.infer(item)
             lone.append(time.perf_counter() - start)
-        concurrency = candidate.workers * candidate.max_batch_size * 2
-        rate = await _saturated(pool, item, concurrency, seconds)
+        for candidate in candidates:
+            delay = candidate.max_queue_delay_ms / 1000
+            pool.settings = settings.model_copy(update={"max_queue_delay": delay})
+            rates.append(await _saturated(pool, item, concurrency, seconds))
     finally:
         await pool.close()
-    return plans.Measurement(
-        candidate=candidate,
-        cores=owned,
-        lone_ms=round(statistics.median(lone) * 1000, 3),
-        saturated_rps=round(rate, 2),
-        concurrency=concurrency,
-    )
+    return [
+        plans.Measurement(
+            candidate=candidate,
+            cores=owned,
+            lone_ms=round(statistics.median(lone) * 1000, 3),
+            saturated_rps=round(rate, 2),
+            concurrency=concurrency,
+        )
+        for candidate, rate in zip(candidates, rates, strict=True)
+    ]
 
 
 async def _saturated(pool: ModelPool, item: Item, concurrency: int, seconds: float) -> float:
@@ -195,19 +209,20 @@ async def find_plan(
         return cached
     started = time.monotonic()
     by_name = {v.name: v for v in variants}
-    measurements = []
+    measurements: list[plans.Measurement] = []
     candidates = plans.grid(list(by_name), len(cores), max_batch)
-    for number, candidate in enumerate(candidates, 1):
-        log.info("model %r: plan %d/%d: %s", model.name, number, len(candidates), candidate)
-        measurements.append(
-            await measure(
-                candidate,
-                model=model,
-                config=config,
-                variant=by_name[candidate.variant],
-                launcher=launcher,
-                seconds=seconds,
-            )
+    # One pool for the candidates that differ only in their queue delay.
+    for (name, workers, *_), group in itertools.groupby(
+        candidates, key=lambda c: (c.variant, c.workers, c.threads, c.max_batch_size)
+    ):
+        log.info("model %r: measuring %s with %d worker(s)", model.name, name, workers)
+        measurements += await measure(
+            list(group),
+            model=model,
+            config=config,
+            variant=by_name[name],
+            launcher=launcher,
+            seconds=seconds,
         )
     plan = plans.Plan(
         key, plans.choose(measurements), tuple(measurements), round(time.monotonic() - started, 2)
