@@ -95,12 +95,15 @@ def plan_key(
 
 def grid(variants: Sequence[str], cores: int, max_batch_size: int) -> tuple[PlanCandidate, ...]:
     """Every variant with every way of sharing the cores out evenly (1 worker with all of
-    them ... one worker per core), at the largest batch, with and without a queue delay."""
+    them ... one worker per core), at the largest batch and at half of it, with and without a
+    queue delay."""
     shares = [w for w in range(1, cores + 1) if cores % w == 0]
+    batches = sorted({max(1, max_batch_size // 2), max_batch_size})
     return tuple(
-        PlanCandidate(variant, workers, cores // workers, max_batch_size, delay)
+        PlanCandidate(variant, workers, cores // workers, batch, delay)
         for variant in variants
         for workers in shares
+        for batch in batches
         for delay in QUEUE_DELAYS_MS
     )
 

@@ -9,7 +9,7 @@
       ModelPool(candidate's settings, its own CoreAllocator, the service's launcher)
         start N workers ──► lone: one request at a time (median ms)
                         ──► saturation: N x batch x 2 requests always in flight (req/s),
-                            once per queue delay (the same pool)
+                            once per batch size and queue delay (the same pool)
         close
       plan.choose(measurements) ──► Plan ──► <entry>/plan.json
 
@@ -110,23 +110,20 @@ async def measure(
     launcher: Launcher,
     seconds: float,
 ) -> list[plans.Measurement]:
-    """Plan candidates that differ only in their queue delay, served by one pool of their own
-    and driven with synthetic requests: the lone phase once (a lone request never waits for a
-    batch to fill), the saturated phase once per delay."""
+    """Plan candidates of one variant and worker count, served by one pool of their own and
+    driven with synthetic requests: the lone phase once (a lone request neither waits for a
+    batch to fill nor makes one), the saturated phase once per batch size and queue delay (the
+    pool reads both at each dispatch)."""
     first = candidates[0]
-    assert all(
-        (c.variant, c.workers, c.threads, c.max_batch_size)
-        == (first.variant, first.workers, first.threads, first.max_batch_size)
-        for c in candidates
-    )
+    assert all((c.variant, c.workers) == (first.variant, first.workers) for c in candidates)
+    largest = max(c.max_batch_size for c in candidates)
     cores = CoreAllocator(host_cores())
     settings = config.settings_for(model).model_copy(
         update={
             "min_workers": first.workers,
             "max_workers": first.workers,
             "threads": None,
-            "max_batch_size": first.max_batch_size,
-            "max_queue": max(64, first.workers * first.max_batch_size * 4),
+            "max_queue": max(64, first.workers * largest * 4),
         }
     )
     example = codec_for(model).decoder.example()
@@ -134,7 +131,6 @@ async def measure(
         model, first.threads, example, variant.spec(first.threads, len(cores.cores))
     )
     item = synthetic_item(model)
-    concurrency = first.workers * first.max_batch_size * 2
     pool = ModelPool(spec, settings, launcher, cores=cores)
     rates = []
     try:
@@ -146,22 +142,31 @@ async def measure(
             start = time.perf_counter()
             await pool.infer(item)
             lone.append(time.perf_counter() - start)
-        for candidate in candidates:
-            delay = candidate.max_queue_delay_ms / 1000
-            pool.settings = settings.model_copy(update={"max_queue_delay": delay})
-            rates.append(await _saturated(pool, item, concurrency, seconds))
+        for c in candidates:
+            pool.settings = settings.model_copy(
+                update={
+                    "max_batch_size": c.max_batch_size,
+                    "max_queue_delay": c.max_queue_delay_ms / 1000,
+                }
+            )
+            rates.append(await _saturated(pool, item, _concurrency(c), seconds))
     finally:
         await pool.close()
     return [
         plans.Measurement(
-            candidate=candidate,
+            candidate=c,
             cores=owned,
             lone_ms=round(statistics.median(lone) * 1000, 3),
             saturated_rps=round(rate, 2),
-            concurrency=concurrency,
+            concurrency=_concurrency(c),
         )
-        for candidate, rate in zip(candidates, rates, strict=True)
+        for c, rate in zip(candidates, rates, strict=True)
     ]
+
+
+def _concurrency(candidate: plans.PlanCandidate) -> int:
+    """Requests in flight at saturation: enough to fill every worker's batch twice over."""
+    return candidate.workers * candidate.max_batch_size * 2
 
 
 async def _saturated(pool: ModelPool, item: Item, concurrency: int, seconds: float) -> float:
@@ -211,9 +216,9 @@ async def find_plan(
     by_name = {v.name: v for v in variants}
     measurements: list[plans.Measurement] = []
     candidates = plans.grid(list(by_name), len(cores), max_batch)
-    # One pool for the candidates that differ only in their queue delay.
-    for (name, workers, *_), group in itertools.groupby(
-        candidates, key=lambda c: (c.variant, c.workers, c.threads, c.max_batch_size)
+    # One pool for the candidates of one variant and worker count.
+    for (name, workers), group in itertools.groupby(
+        candidates, key=lambda c: (c.variant, c.workers)
     ):
         log.info("model %r: measuring %s with %d worker(s)", model.name, name, workers)
         measurements += await measure(
