@@ -112,9 +112,9 @@ async def test_a_plan_is_measured_through_the_pool_cached_and_shown(serve, color
     [entry] = [p for p in cache_dir.iterdir() if (p / PLAN).is_file()]
     written = (entry / PLAN).stat().st_mtime_ns
 
-    # The next start reads it from the cache; explicit settings win over it. (A given worker
-    # count or batch size would change what the variant search measures, hence its cache key:
-    # `apply` is tested for those above.)
+    # The next start reads it from the cache; explicit settings win over it. (A given batch
+    # size would change what the variant search measures, hence its cache key: `apply` is
+    # tested for it above.)
     again = await serve(color, **settings(cache_dir, max_queue_delay_ms=7.0))
     plan_again = (await again.get("/status"))[1]["models"]["colors"]["plan"]
     assert (entry / PLAN).stat().st_mtime_ns == written
@@ -125,10 +125,18 @@ async def test_a_plan_is_measured_through_the_pool_cached_and_shown(serve, color
         chosen["workers"],
         chosen["max_batch_size"],
     )
-    assert (
-        json.loads((entry / PLAN).read_text())["chosen"]["candidate"]["workers"]
-        == (chosen["workers"])
-    )
+    assert json.loads((entry / PLAN).read_text())["chosen"]["candidate"] == {
+        k: chosen[k] for k in ("variant", "workers", "threads", "max_batch_size")
+    } | {"max_queue_delay_ms": chosen["max_queue_delay_ms"]}
+    # A given worker count with one thread each: the variant search measured one thread per
+    # worker by default too, so the same cache entry (and plan) holds, and the flags win.
+    flags = await serve(color, **settings(cache_dir, max_workers=1, threads_per_worker=1))
+    plan_flags = (await flags.get("/status"))[1]["models"]["colors"]["plan"]
+    assert (entry / PLAN).stat().st_mtime_ns == written
+    assert plan_flags["given"] == ["max_workers", "threads"]
+    assert (plan_flags["workers"], plan_flags["threads_per_worker"]) == (1, 1)
+    assert plan_flags["source"] == "measured" and plan_flags["lone_request_cores"] == []
+    assert len(plan_flags["cores"]) == 1 and len(plan_flags["cores"][0]) == 1
 
 
 async def test_without_the_optimizer_there_is_no_plan_search(serve, color):
