@@ -379,6 +379,22 @@ class ServerConfig(BaseSettings):
             ),
         )
 
+    def given(self, model: ModelConfig) -> frozenset[str]:
+        """The PoolSettings fields of `model` set explicitly (a flag, its environment variable or
+        the model's entry), told from defaults by `model_fields_set`: they win over a plan."""
+        sources = {
+            "max_workers": ("max_workers", model.workers, "max"),
+            "threads": ("threads_per_worker", model.workers, "threads"),
+            "max_batch_size": ("max_batch_size", model.batching, "max_batch_size"),
+            "max_queue_delay": ("max_queue_delay_ms", model.batching, "max_queue_delay_ms"),
+        }
+        return frozenset(
+            name
+            for name, (flag, entry, field) in sources.items()
+            if flag in self.model_fields_set
+            or (field in entry.model_fields_set and getattr(entry, field) is not None)
+        )
+
     @property
     def worker_budget(self) -> int:
         """Workers all models may run together."""

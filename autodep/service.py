@@ -21,11 +21,22 @@ from typing import Any, Self
 from autodep.autoscale.manager import Autoscaler
 from autodep.call import Call
 from autodep.codecs import Codec, Options, Payload, codec_for
-from autodep.config import ModelConfig, ModelSource, ServerConfig, cpu_count, server_config
+from autodep.config import (
+    ModelConfig,
+    ModelSource,
+    PoolSettings,
+    ServerConfig,
+    cpu_count,
+    server_config,
+)
 from autodep.errors import AutodepError, ConfigError, ShuttingDown
 from autodep.metrics import Metrics
+from autodep.optimize import plan as plans
 from autodep.optimize.candidates import AS_GIVEN
+from autodep.optimize.plan import Plan
 from autodep.optimize.resolve import Variant, resolve
+from autodep.optimize.serving import find_plan, variant_of
+from autodep.pool.cores import CoreAllocator
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
@@ -63,7 +74,11 @@ class Service:
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
         self._variants: dict[tuple[str, str], Variant] = {}  # by (model, file): what workers load
+        # by (model, file): the serving plan, or why there is none
+        self._plans: dict[tuple[str, str], tuple[Plan | None, str | None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics = Metrics()
+        self.cores = CoreAllocator()  # every pool's workers own disjoint cores of this host
         # Owns the model versions and the routing table; loads, unloads and rolls out.
         self.repository = Repository(
             self.config, self._serve_model, self.metrics, prepare=self._prepare
@@ -88,7 +103,7 @@ class Service:
 
     async def start(self) -> None:
         """Start every model's minimum of workers; return when they are ready."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
@@ -219,32 +234,56 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         models = {
-            name: {**_model_status(m), "version": m.version} for name, m in self.models.items()
+            name: {**_model_status(m, self.config.given(m.config)), "version": m.version}
+            for name, m in self.models.items()
         }
         return {"models": models, "repository": self.repository.status()}
 
     def _prepare(self, model: ModelConfig) -> Codec:
-        """A model version's codec, its variant found on the way (blocking: in an executor)."""
-        self._variants[(model.name, str(model.path))] = resolve(model, self.config)
+        """A model version's codec, its variant and serving plan found on the way (blocking:
+        in an executor; the plan is measured by workers that the event loop drives)."""
+        key = (model.name, str(model.path))
+        variant = resolve(model, self.config)
+        plan, note = None, None
+        if variant.entry is not None and self._loop is not None:
+            search = find_plan(model, self.config, variant, self._launcher)
+            try:
+                plan = asyncio.run_coroutine_threadsafe(search, self._loop).result()
+            except Exception as exc:  # the defaults still serve: say why in /status
+                note = f"no serving plan: {type(exc).__name__}: {exc}"
+                log.warning("model %r: %s", model.name, note)
+        if plan is not None:
+            variant = variant_of(plan, variant)
+        self._variants[key] = variant
+        self._plans[key] = (plan, note)
         return codec_for(model)
+
+    def _settings(self, model: ModelConfig, plan: Plan | None) -> PoolSettings:
+        """The model's pool settings: the plan's, except where a setting was given."""
+        return plans.apply(plan, self.config.settings_for(model), self.config.given(model))
 
     def _serve_model(self, model: ModelConfig, version: int, codec: Codec) -> ServedModel:
         """One model version with its (not yet started) pool of workers."""
-        variant = self._variants.get((model.name, str(model.path)), Variant(AS_GIVEN))
-        spec = _worker_spec(model, codec, self.config, variant)
-        pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
+        key = (model.name, str(model.path))
+        variant = self._variants.get(key, Variant(AS_GIVEN))
+        plan, note = self._plans.get(key, (None, None))
+        settings = self._settings(model, plan)
+        spec = _worker_spec(model, codec, settings, variant)
+        pool = ModelPool(spec, settings, self._launcher, self.metrics, self.cores)
         self.metrics.variant.labels(model.name, variant.name).set(1)
-        return ServedModel(model, codec, pool, variant, version)
+        return ServedModel(model, codec, pool, variant, version, plan=plan, plan_note=note)
 
 
 def _worker_spec(
-    model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
+    model: ModelConfig, codec: Codec, settings: PoolSettings, variant: Variant
 ) -> WorkerSpec:
-    threads = config.settings_for(model).start_threads
-    return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
+    threads = settings.start_threads
+    return WorkerSpec.of(
+        model, threads, codec.decoder.example(), variant.spec(threads, settings.cores)
+    )
 
 
-def _model_status(served: ServedModel) -> dict[str, Any]:
+def _model_status(served: ServedModel, given: frozenset[str]) -> dict[str, Any]:
     pool = served.pool
     return {
         "max_workers": pool.settings.max_workers,
@@ -254,6 +293,14 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
         "ready": pool.ready,
         "restarts": pool.restarts,
         "variant": served.variant.status(),
+        "plan": plans.status(
+            served.plan,
+            pool.settings,
+            given,
+            [w.cores for w in pool.workers],
+            pool.cores.cores if pool.settings.threads is None else (),
+            served.plan_note,
+        ),
         "workers": [
             {
                 "pid": w.pid,
@@ -262,6 +309,7 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
                 "startup_s": None if w.startup_s is None else round(w.startup_s, 4),
                 "started_at": round(w.started_at, 3),
                 "rss_bytes": w.rss_bytes(),
+                "cores": list(w.cores),
             }
             for w in pool.workers
         ],

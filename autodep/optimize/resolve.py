@@ -36,8 +36,9 @@ class Variant:
     from_cache: bool = False
     note: str | None = None  # why the model is served as given without a search
 
-    def spec(self, threads: int) -> VariantSpec | None:
-        """What a worker loads; None for the file as given."""
+    def spec(self, threads: int, pool_threads: int = 0) -> VariantSpec | None:
+        """What a worker loads; None for the file as given. A runtime that fixes its threads at
+        load also loads a form with `pool_threads`, for lone batches."""
         candidate = self.candidate
         if self.name == AS_GIVEN or self.result is None or self.entry is None or not candidate:
             return None
@@ -50,6 +51,7 @@ class Variant:
             options=tuple(sorted(candidate.options.items())),
             threads=threads,
             cache_dir=str(self.entry),
+            wide_threads=pool_threads if candidate.fixes_threads else 0,
         )
 
     def status(self) -> dict[str, Any]:
