@@ -266,10 +266,15 @@ class ServerConfig(BaseSettings):
     )
     optimize: str = Field(
         default="auto",
-        description="auto (cached, else search first), off, or a candidate's name",
+        description="auto (cached, else searched: see --optimize-wait), off, or a candidate's name",
     )
     optimize_budget: float = Field(
         default=300.0, gt=0, description="seconds a model's optimization search may take"
+    )
+    optimize_wait: bool = Field(
+        default=False,
+        description="on: a first start searches before it serves; off: it serves the file "
+        "as given at once and rolls the search's choice out when found",
     )
     optimize_int8: bool = Field(
         default=True,

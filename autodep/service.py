@@ -32,9 +32,11 @@ from autodep.config import (
 from autodep.errors import AutodepError, ConfigError, ShuttingDown
 from autodep.metrics import Metrics
 from autodep.optimize import plan as plans
+from autodep.optimize.background import BackgroundSearch
 from autodep.optimize.candidates import AS_GIVEN
 from autodep.optimize.plan import Plan
-from autodep.optimize.resolve import Variant, resolve
+from autodep.optimize.resolve import Variant, pending_search, resolve
+from autodep.optimize.search import Job
 from autodep.optimize.serving import find_plan, variant_of
 from autodep.pool.cores import CoreAllocator
 from autodep.pool.items import Inferred, Item
@@ -87,6 +89,8 @@ class Service:
             lambda: {name: m.pool.stats() for name, m in self.repository.models().items()}
         )
         self._executor: ThreadPoolExecutor | None = None
+        # Searches a first start did not wait for (None: there were none).
+        self.optimizer: BackgroundSearch | None = None
         self._autoscaler: Autoscaler | None = None
         self._autoscale = autoscale
         self._accepting = False
@@ -114,7 +118,12 @@ class Service:
             # variant (autodep.optimize): cached, or searched now, one after the other
             # so that nothing disturbs a search's measurements.
             await loop.run_in_executor(self._executor, self._launcher.prepare)
-            await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
+            # Unless --optimize-wait: a search the cache has not done yet runs after the start,
+            # while the file as given serves (autodep.optimize.background).
+            later = await loop.run_in_executor(self._executor, self._searches_to_defer, versions)
+            await loop.run_in_executor(
+                self._executor, lambda: [self._prepare(v, _key(v) not in later) for v in versions]
+            )
             for model in self.config.models:
                 self.repository.prepare(model)
             await self.repository.start()
@@ -129,6 +138,20 @@ class Service:
             self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
+        if later:
+            self.optimizer = BackgroundSearch(self.config, self._launcher, self.repository.refresh)
+            searches = [
+                (
+                    entry,
+                    [
+                        (v, later[_key(v)])
+                        for v in select_versions(entry).values()
+                        if _key(v) in later
+                    ],
+                )
+                for entry in self.config.models
+            ]
+            self.optimizer.start([(entry, jobs) for entry, jobs in searches if jobs])
 
     async def shutdown(self, grace_period: float | None = None) -> None:
         """Stop taking requests, let queued ones finish, then stop every worker."""
@@ -137,6 +160,8 @@ class Service:
         self._accepting = False
         if self._autoscaler is not None:
             self._autoscaler.stop()
+        if self.optimizer is not None:
+            await self.optimizer.stop()  # a search's child is killed, its pools closed
         await self.repository.stop()  # no more polling, loading or retiring
         # 2. Let queued and running requests finish, for at most the grace period.
         await asyncio.gather(*(m.pool.drain(grace) for m in self.repository.served()))
@@ -237,12 +262,29 @@ class Service:
             name: {**_model_status(m, self.config.given(m.config)), "version": m.version}
             for name, m in self.models.items()
         }
+        searches = {} if self.optimizer is None else self.optimizer.progress
+        for name, progress in searches.items():
+            if name in models:
+                models[name]["optimize"] = progress.status()
         return {"models": models, "repository": self.repository.status()}
 
-    def _prepare(self, model: ModelConfig) -> Codec:
+    def _searches_to_defer(self, versions: Sequence[ModelConfig]) -> dict[tuple[str, str], Job]:
+        """The versions whose search a first start does not wait for, with their search."""
+        if self.config.optimize_wait:
+            return {}
+        jobs = {_key(v): pending_search(v, self.config) for v in versions}
+        return {key: job for key, job in jobs.items() if job is not None}
+
+    def _prepare(self, model: ModelConfig, search_now: bool = True) -> Codec:
         """A model version's codec, its variant and serving plan found on the way (blocking:
-        in an executor; the plan is measured by workers that the event loop drives)."""
-        key = (model.name, str(model.path))
+        in an executor; the plan is measured by workers that the event loop drives). Without
+        `search_now`, the file as given (the search runs in the background)."""
+        key = _key(model)
+        if not search_now:
+            searching = "served as given while the optimizer searches (see optimize)"
+            self._variants[key] = Variant(AS_GIVEN, note=searching)
+            self._plans[key] = (None, "no plan yet: the optimizer searches in the background")
+            return codec_for(model)
         variant = resolve(model, self.config)
         plan, note = None, None
         if variant.entry is not None and self._loop is not None:
@@ -264,7 +306,7 @@ class Service:
 
     def _serve_model(self, model: ModelConfig, version: int, codec: Codec) -> ServedModel:
         """One model version with its (not yet started) pool of workers."""
-        key = (model.name, str(model.path))
+        key = _key(model)
         variant = self._variants.get(key, Variant(AS_GIVEN))
         plan, note = self._plans.get(key, (None, None))
         settings = self._settings(model, plan)
@@ -272,6 +314,11 @@ class Service:
         pool = ModelPool(spec, settings, self._launcher, self.metrics, self.cores)
         self.metrics.variant.labels(model.name, variant.name).set(1)
         return ServedModel(model, codec, pool, variant, version, plan=plan, plan_note=note)
+
+
+def _key(model: ModelConfig) -> tuple[str, str]:
+    """What a model version's variant and plan are kept by."""
+    return (model.name, str(model.path))
 
 
 def _worker_spec(

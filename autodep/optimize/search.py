@@ -17,6 +17,7 @@ child down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -111,35 +112,59 @@ def job_for(
 
 def run(job: Job) -> Result:
     """The job's result: from the cache, else from a search in a child process."""
-    entry = Path(job.entry)
-    cached = cache.lookup(entry.parent, job.key)
+    cached = cache.lookup(Path(job.entry).parent, job.key)
     if cached is not None:
         return cached
+    try:
+        subprocess.run(_command(job), check=True, timeout=job.budget_s + STARTUP_ALLOWANCE_S)
+    except subprocess.TimeoutExpired:
+        raise _over_budget(job) from None
+    except subprocess.CalledProcessError as exc:
+        raise _failed(exc.returncode) from None
+    return _collect(job)
+
+
+async def run_async(job: Job) -> Result:
+    """`run` for the event loop (the background search): cancelling it kills the child."""
+    cached = cache.lookup(Path(job.entry).parent, job.key)
+    if cached is not None:
+        return cached
+    child = await asyncio.create_subprocess_exec(*_command(job))
+    try:
+        async with asyncio.timeout(job.budget_s + STARTUP_ALLOWANCE_S):
+            code = await child.wait()
+    except TimeoutError:
+        raise _over_budget(job) from None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if code != 0:
+        raise _failed(code)
+    return _collect(job)
+
+
+def _command(job: Job) -> list[str]:
+    """The child's command line, its job written where it looks."""
+    entry = Path(job.entry)
     entry.mkdir(parents=True, exist_ok=True)
     job_path = entry / "job.json"
     job_path.write_text(json.dumps(asdict(job)))
-    try:
-        subprocess.run(
-            # Deprecation notices of TorchScript and its exporter, at import: noise here.
-            [
-                sys.executable,
-                "-W",
-                "ignore::FutureWarning",
-                "-m",
-                "autodep.optimize.trial",
-                str(job_path),
-            ],
-            check=True,
-            timeout=job.budget_s + STARTUP_ALLOWANCE_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise OptimizeError(
-            f"the optimizer's search ran over its budget ({job.budget_s}s)"
-        ) from None
-    except subprocess.CalledProcessError as exc:
-        raise OptimizeError(
-            f"the optimizer's search failed (exit status {exc.returncode})"
-        ) from None
+    # Deprecation notices of TorchScript and its exporter, at import: noise here.
+    trial = ["-W", "ignore::FutureWarning", "-m", "autodep.optimize.trial"]
+    return [sys.executable, *trial, str(job_path)]
+
+
+def _over_budget(job: Job) -> OptimizeError:
+    return OptimizeError(f"the optimizer's search ran over its budget ({job.budget_s}s)")
+
+
+def _failed(code: int) -> OptimizeError:
+    return OptimizeError(f"the optimizer's search failed (exit status {code})")
+
+
+def _collect(job: Job) -> Result:
+    entry = Path(job.entry)
     result = cache.lookup(entry.parent, job.key)
     if result is None:
         raise OptimizeError(f"the optimizer's search wrote no result in {entry}")

@@ -29,7 +29,7 @@ import itertools
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -198,9 +198,11 @@ async def find_plan(
     config: ServerConfig,
     variant: Variant,
     launcher: Launcher,
+    progress: Callable[[int, int], None] | None = None,
 ) -> plans.Plan | None:
     """The model's plan: cached in the variant's cache entry, else measured now (and cached).
-    None when there is no cache entry (the optimizer is off for the model)."""
+    None when there is no cache entry (the optimizer is off for the model). `progress(done,
+    total)` hears of the plan candidates measured so far."""
     if variant.entry is None:
         return None
     mode, budget = config.optimize_for(model)
@@ -229,6 +231,8 @@ async def find_plan(
             launcher=launcher,
             seconds=seconds,
         )
+        if progress is not None:
+            progress(len(measurements), len(candidates))
     plan = plans.Plan(
         key, plans.choose(measurements), tuple(measurements), round(time.monotonic() - started, 2)
     )
