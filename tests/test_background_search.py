@@ -16,6 +16,7 @@ import pytest
 
 from autodep.codecs import Options, Payload
 from autodep.optimize.candidates import AS_GIVEN
+from autodep.optimize.search import _relay
 from tests import models
 from tests.conftest import image_bytes
 
@@ -105,6 +106,18 @@ async def test_optimize_wait_searches_before_the_first_start_serves(serve, color
     assert model["plan"]["source"] == "measured"
     status, body, _ = await server.predict(image_bytes("blue"))
     assert (status, body["predictions"][0]["label"]) == (200, "blue")
+
+
+async def test_the_variant_search_reports_each_candidate_it_starts(capsys):
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"[1/3] as-given ...\n[1/3] as-given: 10.0 img/s\nquantizing 10%\r")
+    stream.feed_data(b"quantizing 100%\r[2/3] onnxruntime ...\n[3/3] openvino-f32-lat")
+    stream.feed_data(b"ency ...\n")
+    stream.feed_eof()
+    heard: list[tuple[str, str]] = []
+    await _relay(stream, lambda counted, name: heard.append((counted, name)))
+    assert heard == [("1/3", "as-given"), ("2/3", "onnxruntime"), ("3/3", "openvino-f32-latency")]
+    assert "quantizing 100%" in capsys.readouterr().err  # passed on
 
 
 async def test_a_shutdown_during_the_search_leaves_no_process_behind(serve, color, tmp_path):

@@ -42,7 +42,9 @@ class Progress:
 
     state: State = "searching"
     phase: Literal["variants", "plan", None] = "variants"
-    candidate: str | None = None  # plan candidates measured so far, "k/n"
+    # variants: the candidate being measured, "k/n", and its name; plan: candidates measured
+    candidate: str | None = None
+    name: str | None = None
     error: str | None = None
     started_at: float = 0.0  # time.monotonic()
     finished_at: float | None = None
@@ -53,6 +55,7 @@ class Progress:
             "state": self.state,
             "phase": self.phase,
             "candidate": self.candidate,
+            **({"name": self.name} if self.name else {}),
             "elapsed_s": round(end - self.started_at, 1),
             **({"error": self.error} if self.error else {}),
         }
@@ -112,10 +115,14 @@ class BackgroundSearch:
 
     async def _search(self, model: ModelConfig, job: Job, progress: Progress) -> None:
         progress.phase, progress.candidate = "variants", None
-        await run_async(job)  # cached from now on
+
+        def starting(counted: str, name: str) -> None:
+            progress.candidate, progress.name = counted, name
+
+        await run_async(job, starting)  # cached from now on
         loop = asyncio.get_running_loop()
         variant = await loop.run_in_executor(None, resolve, model, self._config)  # the cache
-        progress.phase = "plan"
+        progress.phase, progress.candidate, progress.name = "plan", None, None
 
         def measured(done: int, total: int) -> None:
             progress.candidate = f"{done}/{total}"

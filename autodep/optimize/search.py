@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -124,14 +125,18 @@ def run(job: Job) -> Result:
     return _collect(job)
 
 
-async def run_async(job: Job) -> Result:
-    """`run` for the event loop (the background search): cancelling it kills the child."""
+async def run_async(job: Job, progress: Callable[[str, str], None] | None = None) -> Result:
+    """`run` for the event loop (the background search): cancelling it kills the child.
+    `progress("k/n", name)` hears of each candidate the child starts (its stderr lines, which
+    are passed on to this process's stderr)."""
     cached = cache.lookup(Path(job.entry).parent, job.key)
     if cached is not None:
         return cached
-    child = await asyncio.create_subprocess_exec(*_command(job))
+    child = await asyncio.create_subprocess_exec(*_command(job), stderr=asyncio.subprocess.PIPE)
+    assert child.stderr is not None
     try:
         async with asyncio.timeout(job.budget_s + STARTUP_ALLOWANCE_S):
+            await _relay(child.stderr, progress or (lambda counted, name: None))
             code = await child.wait()
     except TimeoutError:
         raise _over_budget(job) from None
@@ -142,6 +147,24 @@ async def run_async(job: Job) -> Result:
     if code != 0:
         raise _failed(code)
     return _collect(job)
+
+
+# What the child prints as it starts a candidate (autodep.optimize.trial.search).
+_STARTING = re.compile(r"\[(\d+/\d+)\] (\S+) \.\.\.$")
+
+
+async def _relay(stream: asyncio.StreamReader, progress: Callable[[str, str], None]) -> None:
+    """Pass the child's stderr on, reading the candidates it starts from it (in chunks: the
+    quantizers' progress bars redraw one line with carriage returns, never ending it)."""
+    pending = ""
+    while chunk := await stream.read(1 << 16):
+        text = chunk.decode(errors="replace")
+        sys.stderr.write(text)
+        *lines, pending = re.split(r"[\r\n]", pending + text)
+        for line in lines:
+            if match := _STARTING.match(line):
+                progress(match[1], match[2])
+        pending = pending[-4096:]  # a line that long is not a progress line
 
 
 def _command(job: Job) -> list[str]:
