@@ -28,11 +28,13 @@ import psutil
 import pytest
 
 from tests import models
-from tests.conftest import image_bytes, shm_entries
+from tests.support.images import image_bytes
+from tests.support.leaks import shm_entries
 
 pytest.importorskip("ray")
 
-from autodep.cluster.local import ClusterServer, LocalCluster, NodeSpec
+from autodep.cluster.local import LocalCluster, NodeSpec
+from autodep.testing.server import ClusterServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
 
@@ -223,7 +225,7 @@ def test_node_1_killed_under_load_requests_still_answered(
             pool.submit(load)
         wait_for(lambda: len(codes) >= 8)
         local.kill_node(1)
-        lost = wait_for(lambda: "lost" in "".join(server.log) and len(codes))
+        lost = wait_for(lambda: "lost" in "".join(server.lines) and len(codes))
         done = len(codes)
         wait_for(lambda: len(codes) >= done + 8)  # answers keep coming after the loss
         stop.set()

@@ -26,7 +26,7 @@ from autodep import Autodep
 from autodep.config import load_repository
 from examples import shapes, text_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = {"resnet18", "resnet50", "deeplabv3", "fasterrcnn", "roberta"}
 # The first test here waits for the quick build (a few minutes once, then cached in .cache/).
 pytestmark = [pytest.mark.models, pytest.mark.timeout(1500)]

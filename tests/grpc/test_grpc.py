@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -25,8 +24,8 @@ from tritonclient.utils import InferenceServerException
 
 from autodep.grpc import GrpcServer
 from autodep.grpc import messages as pb
-from tests.conftest import image_bytes
-from tests.test_cli import CliServer
+from autodep.testing.server import ServerProcess
+from tests.support.images import image_bytes
 
 # Each client blocks; the HTTP one (gevent) must stay on one thread.
 HTTP_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triton-http")
@@ -257,26 +256,14 @@ async def test_a_token_is_needed_except_for_health(serve, start_grpc, color_mode
     assert meta.name == "colors"
 
 
-def test_serve_takes_grpc_port(color_model):
-    server = CliServer("--model", str(color_model), "--grpc-port", "0")
-    try:
-        assert server.process.stderr is not None
-        for line in server.process.stderr:
-            server.log.append(line)
-            if match := re.search(r"over gRPC on (\S+)", line):
-                break
-        else:
-            raise AssertionError("no gRPC address in the log:\n" + "".join(server.log))
-        client = triton_grpc.InferenceServerClient(url=match.group(1))
+def test_serve_takes_grpc_port(color_model, tmp_path):
+    flags = ["--model", str(color_model), "--grpc-port", "0", "--optimize", "off"]
+    with ServerProcess("grpc", flags, tmp_path / "server.log") as server:
+        address = server.wait_for_line(re.compile(r"over gRPC on (\S+)")).group(1)
+        client = triton_grpc.InferenceServerClient(url=address)
         assert client.is_model_ready("colors")
         client.close()
-        server.process.send_signal(signal.SIGTERM)
-        code, log = server.finish()
-        assert code == 0, log
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.communicate()
+        assert server.stop() == 0, "\n".join(server.lines)
 
 
 def test_the_descriptor_set_is_compiled_from_the_proto(tmp_path):

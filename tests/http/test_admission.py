@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
-from tests.conftest import image_bytes
-from tests.test_pool import wait_for
+from tests.support.images import image_bytes
+from tests.support.waiting import wait_for
 
 
 async def queue_depth(server, model: str) -> int:

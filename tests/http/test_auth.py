@@ -8,7 +8,7 @@ from aiohttp import web
 
 from autodep import Autodep
 from autodep.errors import ConfigError
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 TOKEN = "s3cret-t0ken"
 JPEG = {"Content-Type": "image/jpeg"}

@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autodep import Autodep
-from tests.conftest import checked_for_leftovers, image_bytes, start_server
+from tests.support.images import image_bytes
+from tests.support.leaks import checked_for_leftovers
+from tests.support.servers import start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

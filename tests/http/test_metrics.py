@@ -6,8 +6,8 @@ import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import image_bytes
-from tests.test_pool import wait_for
+from tests.support.images import image_bytes
+from tests.support.waiting import wait_for
 
 
 async def scrape(server) -> dict[tuple[str, tuple], float]:

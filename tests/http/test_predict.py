@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 @pytest.fixture

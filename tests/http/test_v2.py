@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from tests.conftest import image_bytes
-from tests.triton_client import client, in_thread
+from tests.support.images import image_bytes
+from tests.support.triton_client import client, in_thread
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Candidates for the optimizer's tests: one that changes the answers, one that fails.
 
-The search child imports this module by name (`tests.optimize_candidates:WITH_BROKEN`), so it
+The search child imports this module by name (`tests.optimize.candidates:WITH_BROKEN`), so it
 stays free of test fixtures.
 """
 
@@ -13,7 +13,7 @@ import torch
 from autodep.optimize.candidates import AS_GIVEN, CANDIDATES, Candidate
 from autodep.optimize.source import Source
 
-HERE = "tests.optimize_candidates"
+HERE = "tests.optimize.candidates"
 
 
 class _Reversed(torch.nn.Module):

@@ -33,7 +33,7 @@ from autodep.optimize.samples import samples
 from autodep.optimize.search import job_for, run
 from autodep.optimize.select import choose
 from tests import models
-from tests.conftest import RGB, image_bytes
+from tests.support.images import RGB, image_bytes
 
 pytestmark = pytest.mark.timeout(180)
 BUDGET = "30"
@@ -149,7 +149,7 @@ def test_the_gate_rejects_a_candidate_that_changes_the_answers(tiny, tmp_path):
         max_batch_size=4,
         budget_s=10,
         root=tmp_path,
-        candidates="tests.optimize_candidates:WITH_BROKEN",
+        candidates="tests.optimize.candidates:WITH_BROKEN",
     )
     result = run(job)
     rows = {row.name: row for row in result.rows}

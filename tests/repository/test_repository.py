@@ -19,8 +19,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests import models
-from tests.conftest import image_bytes
-from tests.triton_client import client, in_thread
+from tests.support.images import image_bytes
+from tests.support.triton_client import client, in_thread
 
 V2_LABELS = ("v2-red", "v2-green", "v2-blue")
 DEADLINE = 60.0  # seconds: generous bound for any state change on a busy machine

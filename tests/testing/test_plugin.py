@@ -21,7 +21,7 @@ import pytest
 from tests import models
 
 pytest_plugins = ["pytester"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 240.0  # seconds for one user suite: it boots forkservers (each imports torch)
 pytestmark = pytest.mark.timeout(2 * RUN_TIMEOUT)  # a test may run two user suites
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 async def test_concurrent_predicts_with_status_calls_in_between(serve, slow_model):

@@ -6,24 +6,14 @@ import asyncio
 import logging
 import os
 import signal
-import time
 
 import pytest
 
 from autodep import Autodep
 from autodep.errors import WorkerStartError
 from autodep.pool.handle import WorkerState
-from tests.conftest import RGB, image_bytes
-
-
-async def wait_for(predicate, timeout=20.0):
-    """Poll a condition until it holds, failing after a deadline."""
-    deadline = time.monotonic() + timeout
-    while not (result := await predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.05)
-    return result
+from tests.support.images import RGB, image_bytes
+from tests.support.waiting import wait_for
 
 
 async def workers(server, model):

@@ -1,0 +1,16 @@
+"""Plain test pictures, in the colours that the fixture models tell apart (`tests/models.py`)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+RGB = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
+
+
+def image_bytes(color: str, fmt: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    mode = "RGBA" if fmt == "PNG" else "RGB"
+    Image.new(mode, size, RGB[color]).save(buffer, fmt)
+    return buffer.getvalue()
