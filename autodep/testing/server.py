@@ -136,7 +136,13 @@ class ServerProcess:
 
     def url(self, timeout: float = START_TIMEOUT) -> str:
         if self._known is None:
-            self._known = self.wait_for_line(SERVING, timeout).group(1)
+            try:
+                self._known = self.wait_for_line(SERVING, timeout).group(1)
+            except RuntimeError:
+                tail = "\n".join(self.lines[-20:])
+                raise RuntimeError(
+                    f"server {self.name} did not start ({self.command}); log:\n{tail}"
+                ) from None
         return self._known
 
     def stop(self) -> int | None:
