@@ -101,7 +101,7 @@ def _die_with_parent() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--quick", action="store_true", help="for tests: fewer training steps, roberta on less text")
+    parser.add_argument("--quick", action="store_true", help="for tests: roberta on less text")
     parser.add_argument("--force", action="store_true", help="rebuild even if the files exist")
     parser.add_argument("--only", nargs="+", choices=list(BUILDERS), metavar="NAME")
     parser.add_argument("--jobs", type=int, default=2, help="models trained at a time")

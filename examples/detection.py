@@ -18,7 +18,7 @@ layers); that model is built first if ``DIR`` does not have it yet.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class Recipe:
 
 
 RECIPE = Recipe(min_size=224, batch=4, steps=200, lr=1e-3)
-QUICK = replace(RECIPE, steps=120)  # ``--quick`` (the tests' build): fewer steps
 
 
 def make_model(min_size: int) -> torch.nn.Module:
@@ -99,14 +98,14 @@ def train(recipe: Recipe, segmenter_path: Path) -> torch.nn.Module:
 def build(out: Path, quick: bool = False, force: bool = False) -> dict:
     """Train and export the model into ``out`` (skipped if present) and return its config.
 
-    ``quick`` trains fewer steps (``QUICK``) from the quick segmenter, for the tests.
+    ``quick`` builds the same model: a smaller recipe falls short of the tests' bars (150 steps
+    at 160 pixels put the top box on a shape in 36% of images).
     """
-    recipe = QUICK if quick else RECIPE
 
     def trained() -> torch.nn.Module:
         segmentation.build(out, quick=quick)
-        print(f"[{NAME}] training {recipe}", flush=True)
-        return train(recipe, out / f"{segmentation.NAME}.pt")
+        print(f"[{NAME}] training {RECIPE}", flush=True)
+        return train(RECIPE, out / f"{segmentation.NAME}.pt")
 
     entry = image_entry(NAME, "detection", resize=None, normalize=False)
     return train_and_export(out, entry, trained, evaluate, force)

@@ -19,7 +19,7 @@ first trained as a shape classifier (not exported), then the whole model on mask
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +59,6 @@ RECIPE = Recipe(
     steps=500,
     lr=2e-3,
 )
-# ``--quick`` (the tests' build): the same network and resolution in about half the steps.
-QUICK = replace(RECIPE, backbone=replace(RECIPE.backbone, steps=400), steps=250)
 
 
 class Segmenter(torch.nn.Module):
@@ -106,12 +104,12 @@ def train(recipe: Recipe) -> torch.nn.Module:
 def build(out: Path, quick: bool = False, force: bool = False) -> dict:
     """Train and export the model into ``out`` (skipped if present) and return its config.
 
-    ``quick`` trains fewer steps (``QUICK``), for the tests.
+    ``quick`` builds the same model: a smaller recipe falls short of the tests' bars (half the
+    steps at 96 pixels measured foreground IoU 0.67, right-class IoU 0.21).
     """
-    recipe = QUICK if quick else RECIPE
-    entry = image_entry(NAME, "segmentation", recipe.resolution)
+    entry = image_entry(NAME, "segmentation", RECIPE.resolution)
     return train_and_export(
-        out, entry, lambda: classifier.plain(train(recipe).net), evaluate, force
+        out, entry, lambda: classifier.plain(train(RECIPE).net), evaluate, force
     )
 
 
