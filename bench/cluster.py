@@ -28,8 +28,9 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from autodep.cluster.local import ClusterServer, LocalCluster, NodeSpec
+from autodep.cluster.local import LocalCluster, NodeSpec
 from autodep.loadtest.payloads import default_jpeg
+from autodep.testing.server import ClusterServer
 from bench.common import cpu_model, ms, print_table, ratio
 from tests import models  # the tests' small scripted models
 
@@ -148,7 +149,7 @@ def recovery(directory: Path) -> list[list[str]]:
             entry = server.urls[cluster.node_ids[0]]
             victim = asyncio.run(_worker_node(entry, "fast"))
             killed, answers = asyncio.run(_kill_under_requests(cluster, entry, victim))
-            noticed = _loss_noticed(server.log)
+            noticed = _loss_noticed(server.lines)
         finally:
             server.stop()
     around = [(sent, answered, code) for sent, answered, code in answers if answered > killed]

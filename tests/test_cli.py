@@ -2,86 +2,48 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 
-from tests.conftest import image_bytes
+from autodep.testing.server import ServerProcess, stop_all
+from tests.support.images import image_bytes
+from tests.support.servers import request
+from tests.support.waiting import wait_until
 
-STARTUP_TIMEOUT = 60.0
+
+def worker_pids(server: ServerProcess) -> list[int]:
+    _, status = request(server, "/status")
+    return [w["pid"] for m in status["models"].values() for w in m["workers"]]
 
 
-class CliServer:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "autodep.serve", "--port", "0", *args],
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.log: list[str] = []
-        self.url = self._wait_for_address()
-
-    def _wait_for_address(self) -> str:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        assert self.process.stderr is not None
-        for line in self.process.stderr:  # each line is a signal from the server
-            self.log.append(line)
-            if match := re.search(r"serving .* on (http://\S+)", line):
-                return match.group(1)
-            if time.monotonic() > deadline:
-                break
-        self.process.kill()
-        raise AssertionError("server did not start:\n" + "".join(self.log))
-
-    def request(
-        self,
-        path: str,
-        body: bytes | None = None,
-        ctype: str = "image/jpeg",
-        headers: dict[str, str] | None = None,
-    ):
-        headers = {**({"Content-Type": ctype} if body else {}), **(headers or {})}
-        request = urllib.request.Request(self.url + path, data=body, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def worker_pids(self) -> list[int]:
-        _, status = self.request("/status")
-        return [w["pid"] for m in status["models"].values() for w in m["workers"]]
-
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
-        _, rest = self.process.communicate(timeout=timeout)
-        return self.process.returncode, "".join(self.log) + rest
+def log_of(server: ServerProcess) -> str:
+    """Everything it logged (complete once `wait()` has returned)."""
+    return "\n".join(server.lines)
 
 
 @pytest.fixture
-def cli():
-    """cli(*args, env=...) -> a started CliServer; killed after the test if still running."""
-    started: list[CliServer] = []
+def cli(tmp_path):
+    """cli(*args, env=...) -> a started ServerProcess; stopped after the test if still running.
 
-    def make(*args: str, env: dict[str, str] | None = None) -> CliServer:
-        started.append(CliServer(*args, env=env))
+    AUTODEP_* variables come from `env` only: the flags under test are the ones given.
+    """
+    started: list[ServerProcess] = []
+
+    def make(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        name = f"cli-{len(started)}"
+        env = {"AUTODEP_OPTIMIZE": "off", **(env or {})}
+        started.append(ServerProcess(name, args, tmp_path / f"{name}.log", env=env))
+        started[-1].url()
         return started[-1]
 
     yield make
-    for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-        server.process.communicate()
+    stop_all(started)
 
 
 def gone(pids: list[int], timeout: float = 15.0) -> bool:
@@ -101,10 +63,10 @@ def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, gated_model, sign
     model, gate = gated_model
     server = cli("--model", str(model), "--max-workers", "1", "--max-batch-size", "1")
     with ThreadPoolExecutor(4) as pool:
-        in_flight = [pool.submit(server.request, "/predict", image_bytes("red"))]
+        in_flight = [pool.submit(request, server, "/predict", image_bytes("red"))]
         wait_until(lambda: gate.entered == 1)  # the first is inside the model: the rest queue
-        in_flight += [pool.submit(server.request, "/predict", image_bytes("blue")) for _ in "ab"]
-        wait_until(lambda: server.request("/status")[1]["models"]["gated"]["queue_depth"] == 2)
+        in_flight += [pool.submit(request, server, "/predict", image_bytes("blue")) for _ in "ab"]
+        wait_until(lambda: request(server, "/status")[1]["models"]["gated"]["queue_depth"] == 2)
         children = psutil.Process(server.process.pid).children(recursive=True)
         assert len(children) >= 2  # the forkserver and the worker, at least
         server.process.send_signal(signum)
@@ -115,22 +77,13 @@ def test_serves_then_drains_and_exits_cleanly_on_a_signal(cli, gated_model, sign
     server.process.wait(60)
     # At the moment the server has exited, nothing it started is left, not even as a zombie.
     assert [p.pid for p in children if p.is_running()] == []
-    code, log = server.finish()
-    assert code == 0, log
-    assert "stopped" in log
-
-
-def wait_until(condition, timeout: float = 30.0) -> None:
-    """Poll a condition that, once true, stays true, failing after a deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.01)  # pacing the probe
+    assert server.wait() == 0, log_of(server)
+    assert "stopped" in log_of(server)
 
 
 def test_no_orphans_after_the_server_is_killed(cli, color_model):
     server = cli("--model", str(color_model), "--min-workers", "2", "--max-workers", "2")
-    pids = server.worker_pids()
+    pids = worker_pids(server)
     assert len(pids) == 2
     server.process.kill()
     server.process.wait()
@@ -139,24 +92,22 @@ def test_no_orphans_after_the_server_is_killed(cli, color_model):
 
 def test_flags_come_from_environment_variables(cli, color_model):
     server = cli(env={"AUTODEP_MODEL": str(color_model), "AUTODEP_MAX_WORKERS": "3"})
-    _, body = server.request("/status")
+    _, body = request(server, "/status")
     assert body["models"]["colors"]["max_workers"] == 3
-    server.process.send_signal(signal.SIGTERM)
-    assert server.finish()[0] == 0
+    assert server.stop() == 0
 
 
 def test_the_auth_token_comes_from_the_environment(cli, color_model):
     server = cli("--model", str(color_model), env={"AUTODEP_AUTH_TOKEN": "from-env"})
-    status, body = server.request("/predict", image_bytes("green"))
+    status, body = request(server, "/predict", image_bytes("green"))
     assert status == 401 and "bearer token" in body["error"]
-    assert server.request("/v2/health/ready") == (200, {"ready": True})
-    status, body = server.request(
-        "/predict", image_bytes("green"), headers={"Authorization": "Bearer from-env"}
+    assert request(server, "/v2/health/ready") == (200, {"ready": True})
+    status, body = request(
+        server, "/predict", image_bytes("green"), headers={"Authorization": "Bearer from-env"}
     )
     assert (status, body["predictions"][0]["label"]) == (200, "green")
-    server.process.send_signal(signal.SIGTERM)
-    code, log = server.finish()
-    assert code == 0 and "from-env" not in log
+    assert server.stop() == 0
+    assert "from-env" not in log_of(server)
 
 
 @pytest.mark.parametrize(
@@ -202,15 +153,14 @@ def test_explicit_model_control_from_the_environment(cli, tmp_path, color_model)
         f"models: [{{name: colors, path: {color_model}, labels: {labels}, workers: {{max: 1}}}}]\n"
     )
     server = cli("--config", str(repository), env={"AUTODEP_MODEL_CONTROL_MODE": "explicit"})
-    status, answer = server.request(
-        "/v2/repository/models/colors/unload", b"{}", "application/json"
+    status, answer = request(
+        server, "/v2/repository/models/colors/unload", b"{}", "application/json"
     )
     assert status == 200 and answer[0]["state"] == "UNAVAILABLE"
-    assert server.request("/predict/colors", image_bytes("red"))[0] == 404
-    status, answer = server.request("/v2/repository/models/colors/load", b"", "application/json")
+    assert request(server, "/predict/colors", image_bytes("red"))[0] == 404
+    status, answer = request(server, "/v2/repository/models/colors/load", b"", "application/json")
     assert status == 200 and answer[-1]["state"] == "READY"  # from the repository YAML
-    status, body = server.request("/predict/colors", image_bytes("red"))
+    status, body = request(server, "/predict/colors", image_bytes("red"))
     assert status == 200 and body["predictions"][0]["label"] == "red"
     server.process.send_signal(signal.SIGINT)
-    code, _ = server.finish()
-    assert code == 0
+    assert server.wait() == 0, log_of(server)

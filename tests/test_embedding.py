@@ -6,7 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from autodep import Autodep, BlockingAutodep
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 async def test_async_context_manager_has_workers_ready_on_enter(color_model):

@@ -14,6 +14,8 @@ process of the user). Token authentication is on.
     with LocalCluster([NodeSpec(cpus=1), NodeSpec(cpus=1, resources={"b": 1})]) as cluster:
         env = cluster.env          # RAY_ADDRESS and the token, for a driver process
         cluster.kill_node(1)
+
+`autodep.testing.server.ClusterServer` starts `autodep.serve --ray auto` on it.
 """
 
 from __future__ import annotations
@@ -22,15 +24,12 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Self
@@ -172,61 +171,6 @@ class LocalCluster:
             if stream is not None:
                 stream.close()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-class ClusterServer:
-    """`python -m autodep.serve --ray auto` as a process; each node's front end from its log."""
-
-    def __init__(self, args: Sequence[str], env: Mapping[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "autodep.serve", "--ray", "auto", "--port", "0", *args],
-            stdout=subprocess.DEVNULL,  # Ray echoes its nodes' messages there; autodep: stderr
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.log: list[str] = []
-        self.urls: dict[str, str] = {}
-        self._drain: threading.Thread | None = None
-        self._wait_until_serving()
-        self._drain = threading.Thread(target=self._read_log, daemon=True)
-        self._drain.start()
-
-    def _wait_until_serving(self) -> None:
-        assert self.process.stderr is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        for line in self.process.stderr:  # each line is a signal from the server
-            self._take(line)
-            if re.search(r"serving .* on \d+ nodes", line):
-                return
-            if time.monotonic() > deadline:
-                break
-        self.stop()
-        raise AssertionError("the cluster server did not start:\n" + "".join(self.log))
-
-    def _read_log(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self._take(line)
-
-    def _take(self, line: str) -> None:
-        self.log.append(line)
-        if match := re.search(r"node (\w+): front end on (http://\S+)", line):
-            self.urls[match.group(1)] = match.group(2)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        if self._drain is not None:
-            self._drain.join(10)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-        return code
 
 
 # -- the helper process --------------------------------------------------------

@@ -99,11 +99,13 @@ class WorkerHandle:
             self._release()
             raise
         self.pid = self._process.pid
+        # Open from now on: a worker that exits at once (a model that fails to load) is
+        # finished only once its socket has been read to the end, its reason included.
+        self._socket_open = True
         self._loop.add_reader(self._process.sentinel, self._on_sentinel)
         self._transport, _ = await self._loop.create_unix_connection(
             lambda: _Protocol(self), sock=ours
         )
-        self._socket_open = True
         await self._ready
         self.startup_s = time.monotonic() - began
         if self.state is WorkerState.STARTING:

@@ -481,7 +481,7 @@ class ModelPool:
         try:
             await worker.start()
         except WorkerStartError as exc:
-            self._start_failed(exc)
+            self._start_failed(worker, exc)
             raise
         except BaseException:
             worker.kill()
@@ -499,10 +499,12 @@ class ModelPool:
         )
         self._dispatch()
 
-    def _start_failed(self, error: WorkerStartError) -> None:
+    def _start_failed(self, worker: WorkerHandle, error: WorkerStartError) -> None:
         log.error("%s", error)
         self.last_start_error = error
-        if not self.live:
+        # The failed worker itself may still count as starting: its error message
+        # arrives before its exit is seen.
+        if not self.live - (worker.state is WorkerState.STARTING):
             # Nothing else could serve the waiting requests: tell them why now.
             self._fail_queued(Unavailable(f"{error.message}; fix the model and retry"))
 

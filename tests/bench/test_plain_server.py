@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bench.server import ServerProcess
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:

@@ -1,0 +1,55 @@
+"""Admission: a full queue or a closing pool refuses at once; an abandoned request is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from autodep.errors import QueueFull, RequestTimeout, ShuttingDown
+from tests.pool.fakes import request
+
+
+async def test_a_full_queue_refuses_the_next_request_at_once_then_admits_again(make_pool, launcher):
+    pool = await make_pool(max_queue=2, max_batch_size=1)
+    launcher.hold = True
+    running = asyncio.ensure_future(pool.infer(request(0)))
+    worker, _ = await launcher.next_batch()
+    queued = [asyncio.ensure_future(pool.infer(request(v))) for v in (1, 2)]
+    await asyncio.sleep(0)  # one turn of the loop: both are in the queue
+    assert pool.queue_depth == 2
+    with pytest.raises(QueueFull, match="max_queue=2"):
+        pool.admit()  # what a front end asks before reading a body
+    with pytest.raises(QueueFull):
+        await pool.infer(request(3))
+    worker.answer()
+    await launcher.next_batch()  # one left the queue: there is room again
+    pool.admit()
+    launcher.hold = False
+    worker.answer()
+    assert [float(a.outputs[0][0]) for a in await asyncio.gather(running, *queued)] == [0, 2, 4]
+    assert [b for w in launcher.workers for b in w.batches] == [[0.0], [1.0], [2.0]]
+
+
+async def test_a_request_that_timed_out_in_the_queue_is_never_run(make_pool, launcher):
+    pool = await make_pool(request_timeout=0.05)
+    launcher.hold = True
+    running = asyncio.ensure_future(pool.infer(request(0)))
+    worker, _ = await launcher.next_batch()
+    with pytest.raises(RequestTimeout, match=r"did not answer within 0\.05 s"):
+        await pool.infer(request(1))
+    launcher.hold = False
+    worker.answer()
+    with pytest.raises(RequestTimeout):  # the first also waited too long
+        await running
+    assert float((await pool.infer(request(2))).outputs[0][0]) == 4.0
+    assert worker.batches == [[0.0], [2.0]]  # 1 was dropped from the queue, not run
+    assert pool.queue_depth == 0
+
+
+async def test_a_draining_pool_refuses_new_requests(make_pool):
+    pool = await make_pool()
+    await pool.drain(timeout=1)
+    with pytest.raises(ShuttingDown):
+        await pool.infer(request(1))
+    assert not pool.ready
