@@ -266,10 +266,15 @@ class ServerConfig(BaseSettings):
     )
     optimize: str = Field(
         default="auto",
-        description="auto (cached, else search first), off, or a candidate's name",
+        description="auto (cached, else searched: see --optimize-wait), off, or a candidate's name",
     )
     optimize_budget: float = Field(
         default=300.0, gt=0, description="seconds a model's optimization search may take"
+    )
+    optimize_wait: bool = Field(
+        default=False,
+        description="on: a first start searches before it serves; off: it serves the file "
+        "as given at once and rolls the search's choice out when found",
     )
     optimize_int8: bool = Field(
         default=True,
@@ -377,6 +382,22 @@ class ServerConfig(BaseSettings):
                 downscale_window_s=scaling.downscale_window_s or self.idle_timeout,
                 target_utilisation=scaling.target_utilisation or self.target_utilisation,
             ),
+        )
+
+    def given(self, model: ModelConfig) -> frozenset[str]:
+        """The PoolSettings fields of `model` set explicitly (a flag, its environment variable or
+        the model's entry), told from defaults by `model_fields_set`: they win over a plan."""
+        sources = {
+            "max_workers": ("max_workers", model.workers, "max"),
+            "threads": ("threads_per_worker", model.workers, "threads"),
+            "max_batch_size": ("max_batch_size", model.batching, "max_batch_size"),
+            "max_queue_delay": ("max_queue_delay_ms", model.batching, "max_queue_delay_ms"),
+        }
+        return frozenset(
+            name
+            for name, (flag, entry, field) in sources.items()
+            if flag in self.model_fields_set
+            or (field in entry.model_fields_set and getattr(entry, field) is not None)
         )
 
     @property

@@ -21,11 +21,24 @@ from typing import Any, Self
 from autodep.autoscale.manager import Autoscaler
 from autodep.call import Call
 from autodep.codecs import Codec, Options, Payload, codec_for
-from autodep.config import ModelConfig, ModelSource, ServerConfig, cpu_count, server_config
+from autodep.config import (
+    ModelConfig,
+    ModelSource,
+    PoolSettings,
+    ServerConfig,
+    cpu_count,
+    server_config,
+)
 from autodep.errors import AutodepError, ConfigError, ShuttingDown
 from autodep.metrics import Metrics
+from autodep.optimize import plan as plans
+from autodep.optimize.background import BackgroundSearch
 from autodep.optimize.candidates import AS_GIVEN
-from autodep.optimize.resolve import Variant, resolve
+from autodep.optimize.plan import Plan
+from autodep.optimize.resolve import Variant, pending_search, resolve
+from autodep.optimize.search import Job
+from autodep.optimize.serving import find_plan, variant_of
+from autodep.pool.cores import CoreAllocator
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, ProcessLauncher
 from autodep.pool.pool import ModelPool
@@ -63,7 +76,11 @@ class Service:
             raise ConfigError("no model to serve: give a model file or a repository config")
         self._launcher = launcher or ProcessLauncher()
         self._variants: dict[tuple[str, str], Variant] = {}  # by (model, file): what workers load
+        # by (model, file): the serving plan, or why there is none
+        self._plans: dict[tuple[str, str], tuple[Plan | None, str | None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics = Metrics()
+        self.cores = CoreAllocator()  # every pool's workers own disjoint cores of this host
         # Owns the model versions and the routing table; loads, unloads and rolls out.
         self.repository = Repository(
             self.config, self._serve_model, self.metrics, prepare=self._prepare
@@ -72,6 +89,8 @@ class Service:
             lambda: {name: m.pool.stats() for name, m in self.repository.models().items()}
         )
         self._executor: ThreadPoolExecutor | None = None
+        # Searches a first start did not wait for (None: there were none).
+        self.optimizer: BackgroundSearch | None = None
         self._autoscaler: Autoscaler | None = None
         self._autoscale = autoscale
         self._accepting = False
@@ -88,7 +107,7 @@ class Service:
 
     async def start(self) -> None:
         """Start every model's minimum of workers; return when they are ready."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, cpu_count()), thread_name_prefix="autodep-encode"
         )
@@ -99,7 +118,12 @@ class Service:
             # variant (autodep.optimize): cached, or searched now, one after the other
             # so that nothing disturbs a search's measurements.
             await loop.run_in_executor(self._executor, self._launcher.prepare)
-            await loop.run_in_executor(self._executor, lambda: [self._prepare(v) for v in versions])
+            # Unless --optimize-wait: a search the cache has not done yet runs after the start,
+            # while the file as given serves (autodep.optimize.background).
+            later = await loop.run_in_executor(self._executor, self._searches_to_defer, versions)
+            await loop.run_in_executor(
+                self._executor, lambda: [self._prepare(v, _key(v) not in later) for v in versions]
+            )
             for model in self.config.models:
                 self.repository.prepare(model)
             await self.repository.start()
@@ -114,6 +138,20 @@ class Service:
             self._autoscaler.start()
         self._accepting = True
         self.started_at = time.monotonic()
+        if later:
+            self.optimizer = BackgroundSearch(self.config, self._launcher, self.repository.refresh)
+            searches = [
+                (
+                    entry,
+                    [
+                        (v, later[_key(v)])
+                        for v in select_versions(entry).values()
+                        if _key(v) in later
+                    ],
+                )
+                for entry in self.config.models
+            ]
+            self.optimizer.start([(entry, jobs) for entry, jobs in searches if jobs])
 
     async def shutdown(self, grace_period: float | None = None) -> None:
         """Stop taking requests, let queued ones finish, then stop every worker."""
@@ -122,6 +160,8 @@ class Service:
         self._accepting = False
         if self._autoscaler is not None:
             self._autoscaler.stop()
+        if self.optimizer is not None:
+            await self.optimizer.stop()  # a search's child is killed, its pools closed
         await self.repository.stop()  # no more polling, loading or retiring
         # 2. Let queued and running requests finish, for at most the grace period.
         await asyncio.gather(*(m.pool.drain(grace) for m in self.repository.served()))
@@ -219,32 +259,78 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         models = {
-            name: {**_model_status(m), "version": m.version} for name, m in self.models.items()
+            name: {**_model_status(m, self.config.given(m.config)), "version": m.version}
+            for name, m in self.models.items()
         }
+        searches = {} if self.optimizer is None else self.optimizer.progress
+        for name, progress in searches.items():
+            if name in models:
+                models[name]["optimize"] = progress.status()
         return {"models": models, "repository": self.repository.status()}
 
-    def _prepare(self, model: ModelConfig) -> Codec:
-        """A model version's codec, its variant found on the way (blocking: in an executor)."""
-        self._variants[(model.name, str(model.path))] = resolve(model, self.config)
+    def _searches_to_defer(self, versions: Sequence[ModelConfig]) -> dict[tuple[str, str], Job]:
+        """The versions whose search a first start does not wait for, with their search."""
+        if self.config.optimize_wait:
+            return {}
+        jobs = {_key(v): pending_search(v, self.config) for v in versions}
+        return {key: job for key, job in jobs.items() if job is not None}
+
+    def _prepare(self, model: ModelConfig, search_now: bool = True) -> Codec:
+        """A model version's codec, its variant and serving plan found on the way (blocking:
+        in an executor; the plan is measured by workers that the event loop drives). Without
+        `search_now`, the file as given (the search runs in the background)."""
+        key = _key(model)
+        if not search_now:
+            searching = "served as given while the optimizer searches (see optimize)"
+            self._variants[key] = Variant(AS_GIVEN, note=searching)
+            self._plans[key] = (None, "no plan yet: the optimizer searches in the background")
+            return codec_for(model)
+        variant = resolve(model, self.config)
+        plan, note = None, None
+        if variant.entry is not None and self._loop is not None:
+            search = find_plan(model, self.config, variant, self._launcher)
+            try:
+                plan = asyncio.run_coroutine_threadsafe(search, self._loop).result()
+            except Exception as exc:  # the defaults still serve: say why in /status
+                note = f"no serving plan: {type(exc).__name__}: {exc}"
+                log.warning("model %r: %s", model.name, note)
+        if plan is not None:
+            variant = variant_of(plan, variant)
+        self._variants[key] = variant
+        self._plans[key] = (plan, note)
         return codec_for(model)
+
+    def _settings(self, model: ModelConfig, plan: Plan | None) -> PoolSettings:
+        """The model's pool settings: the plan's, except where a setting was given."""
+        return plans.apply(plan, self.config.settings_for(model), self.config.given(model))
 
     def _serve_model(self, model: ModelConfig, version: int, codec: Codec) -> ServedModel:
         """One model version with its (not yet started) pool of workers."""
-        variant = self._variants.get((model.name, str(model.path)), Variant(AS_GIVEN))
-        spec = _worker_spec(model, codec, self.config, variant)
-        pool = ModelPool(spec, self.config.settings_for(model), self._launcher, self.metrics)
+        key = _key(model)
+        variant = self._variants.get(key, Variant(AS_GIVEN))
+        plan, note = self._plans.get(key, (None, None))
+        settings = self._settings(model, plan)
+        spec = _worker_spec(model, codec, settings, variant)
+        pool = ModelPool(spec, settings, self._launcher, self.metrics, self.cores)
         self.metrics.variant.labels(model.name, variant.name).set(1)
-        return ServedModel(model, codec, pool, variant, version)
+        return ServedModel(model, codec, pool, variant, version, plan=plan, plan_note=note)
+
+
+def _key(model: ModelConfig) -> tuple[str, str]:
+    """What a model version's variant and plan are kept by."""
+    return (model.name, str(model.path))
 
 
 def _worker_spec(
-    model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
+    model: ModelConfig, codec: Codec, settings: PoolSettings, variant: Variant
 ) -> WorkerSpec:
-    threads = config.settings_for(model).start_threads
-    return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
+    threads = settings.start_threads
+    return WorkerSpec.of(
+        model, threads, codec.decoder.example(), variant.spec(threads, settings.cores)
+    )
 
 
-def _model_status(served: ServedModel) -> dict[str, Any]:
+def _model_status(served: ServedModel, given: frozenset[str]) -> dict[str, Any]:
     pool = served.pool
     return {
         "max_workers": pool.settings.max_workers,
@@ -254,6 +340,14 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
         "ready": pool.ready,
         "restarts": pool.restarts,
         "variant": served.variant.status(),
+        "plan": plans.status(
+            served.plan,
+            pool.settings,
+            given,
+            [w.cores for w in pool.workers],
+            pool.cores.cores if pool.settings.threads is None else (),
+            served.plan_note,
+        ),
         "workers": [
             {
                 "pid": w.pid,
@@ -262,6 +356,7 @@ def _model_status(served: ServedModel) -> dict[str, Any]:
                 "startup_s": None if w.startup_s is None else round(w.startup_s, 4),
                 "started_at": round(w.started_at, 3),
                 "rss_bytes": w.rss_bytes(),
+                "cores": list(w.cores),
             }
             for w in pool.workers
         ],

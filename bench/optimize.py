@@ -126,7 +126,12 @@ def served(directory: Path, args: argparse.Namespace) -> None:
             load([*base, "--optimize", "off"], jpeg, args, directory / f"{arch}-off.log")
         )
         best = asyncio.run(
-            load([*base, "--optimize", "auto"], jpeg, args, directory / f"{arch}-auto.log")
+            load(
+                [*base, "--optimize", "auto", "--optimize-wait", "on"],
+                jpeg,
+                args,
+                directory / f"{arch}-auto.log",
+            )
         )
         for name, (lone, loaded, variant) in (("as given", given), ("optimized", best)):
             rows.append(
@@ -172,7 +177,12 @@ def agreement(examples: Path, directory: Path, args: argparse.Namespace) -> None
             answers([*base, "--optimize", "off"], name, images, directory / f"{name}-t-off.log")
         )
         best = asyncio.run(
-            answers([*base, "--optimize", "auto"], name, images, directory / f"{name}-t-auto.log")
+            answers(
+                [*base, "--optimize", "auto", "--optimize-wait", "on"],
+                name,
+                images,
+                directory / f"{name}-t-auto.log",
+            )
         )
         same = sum(a == b for a, b in zip(given, best, strict=True))
         right = [

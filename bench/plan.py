@@ -91,10 +91,18 @@ async def measure(server: ServerProcess, jpeg: bytes, args: argparse.Namespace) 
     return Measured(lone.percentile(50), loaded.ok_per_s, busy)
 
 
-async def variant(server: ServerProcess) -> str:
+async def served(server: ServerProcess) -> tuple[str, str]:
+    """The variant the server serves (the plan's choice) and its plan in one line."""
     async with aiohttp.ClientSession() as session, session.get(f"{server.url()}/status") as reply:
         (status,) = (await reply.json())["models"].values()
-    return str(status["variant"]["name"])
+    plan = status["plan"]
+    cores = " ".join(",".join(map(str, c)) for c in plan["cores"]) or "-"
+    summary = (
+        f"{plan['source']}: {plan['workers']} worker(s) x {plan['threads_per_worker']} thread(s),"
+        f" cores {cores}, lone batches on {plan['lone_request_cores']},"
+        f" batch <= {plan['max_batch_size']}, delay {plan['max_queue_delay_ms']} ms"
+    )
+    return str(status["variant"]["name"]), summary
 
 
 def models(directory: Path, args: argparse.Namespace) -> list[Model]:
@@ -120,7 +128,10 @@ def compare(model: Model, directory: Path, args: argparse.Namespace) -> list[str
     cache = directory / f"cache-{model.name}"
     print(f"-- {model.name}: autodep optimize", flush=True)
     print(optimize(model.autodep, cache, args.budget, int8), flush=True)
-    autodep_flags = [*model.autodep, "--optimize", "auto", "--cache-dir", str(cache), *int8]
+    # --optimize-wait: should the cache miss, the server searches before it serves (never
+    # measure the file as given by mistake while a background search runs).
+    auto = ["--optimize", "auto", "--optimize-wait", "on", "--cache-dir", str(cache)]
+    autodep_flags = [*model.autodep, *auto, *int8]
     expert_flags = [*model.expert, "--runtime", "openvino", "--max-batch-size", "8"]
     logs = directory / model.name
     jpeg = make_jpeg()
@@ -129,7 +140,7 @@ def compare(model: Model, directory: Path, args: argparse.Namespace) -> list[str
         ServerProcess("autodep", autodep_flags, logs / "autodep.log") as autodep,
         ServerProcess("expert", expert_flags, logs / "expert.log", "bench.plain_server") as expert,
     ):
-        chosen = asyncio.run(variant(autodep))
+        chosen, plan = asyncio.run(served(autodep))
         servers = [("autodep", autodep), ("expert", expert)]
         for number in range(args.rounds):
             order = servers if number % 2 == 0 else servers[::-1]
@@ -143,7 +154,7 @@ def compare(model: Model, directory: Path, args: argparse.Namespace) -> list[str
             rows.append([str(number), name, ms(m.p50_s), f"{m.per_s:.1f}", f"{m.cores_busy:.2f}"])
         ratios = [f"{p50[number - 1]:.2f}x", f"{per_s[number - 1]:.2f}x"]
         rows.append([str(number), "autodep / expert", *ratios, ""])
-    print(f"-- {model.name}: autodep serves {chosen}")
+    print(f"-- {model.name}: autodep serves {chosen}; plan {plan}")
     print_table(["round", "server", "c=1 p50 ms", f"c={CONCURRENCY} req/s", "cores busy"], rows)
     print(flush=True)
     busy = {n: statistics.median(r[n].cores_busy for r in rounds) for n in ("autodep", "expert")}

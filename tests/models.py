@@ -211,3 +211,38 @@ class ColorConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output: torch.Tensor = self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
         return output
+
+
+class TurnstileColorNet(nn.Module):
+    """ColorNet that lets real requests out of the model one at a time, in the order they came.
+
+    Like `GatedColorNet` (a 2-byte file mapped with `torch.from_file`): the k-th request to
+    enter (counted in byte 0) spins until byte 1, the number released, exceeds k. A matrix
+    product first makes torch start its OpenMP threads (when it has more than one).
+    """
+
+    def __init__(self, gate: str) -> None:
+        super().__init__()
+        self.gate = gate
+        self.weight = nn.Parameter(torch.randn(256, 256) * 0.05, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (self.weight @ self.weight).mean() * 0.0
+        if bool(x.abs().sum() > 0):
+            flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+            turn = int(flags[0])
+            flags[0] += 1
+            while int(flags[1]) <= turn:
+                pass
+        return x.mean(dim=(2, 3)) * 10.0 + z
+
+
+class Turnstile(Gate):
+    """The test's side of a `TurnstileColorNet`."""
+
+    def release(self, count: int = 1) -> None:
+        with self.path.open("r+b") as file:
+            file.seek(1)
+            released = file.read(1)[0]
+            file.seek(1)
+            file.write(bytes([released + count]))

@@ -78,6 +78,9 @@ def make_service(args: argparse.Namespace) -> Service:
     settings = given_settings(args, SETTINGS)
     # Offline there is no traffic to scale with: every worker from the start.
     settings.setdefault("min_workers", settings.get("max_workers", 10**6))
+    # A job runs once: every item through the variant the search chooses (a search in the
+    # background would serve part of it as given, and compete with it for the cores).
+    settings["optimize_wait"] = True
     if "ray" in settings:
         settings["port"] = 0  # each node's agent brings its HTTP front end: on a free port
     service = Service(args.model, labels=args.labels, repository=args.config, **settings)

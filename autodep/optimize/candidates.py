@@ -47,6 +47,9 @@ class Candidate:
     options: Options = field(default_factory=dict)
     needs: tuple[str, ...] = ()  # keys of NEEDS
     calibrated: bool = False  # prepared from calibration inputs (int8): gated on held-out ones
+    # Its runtime fixes its threads when it loads (OpenVINO, ONNX Runtime): workers then load
+    # a second form for lone batches (autodep.worker.main). Not in the key: no outcome changes.
+    fixes_threads: bool = False
 
     def describe(self) -> dict[str, Any]:
         """What identifies the candidate in the cache key."""
@@ -121,6 +124,7 @@ def _openvino(precision: str, hint: str) -> Candidate:
         f"{_OV}:load",
         {"precision": precision, "hint": hint},
         needs,
+        fixes_threads=True,
     )
 
 
@@ -138,6 +142,7 @@ def _openvino_int8(hint: str) -> Candidate:
         options,
         _INT8_NEEDS,
         calibrated=True,
+        fixes_threads=True,
     )
 
 
@@ -156,7 +161,14 @@ CANDIDATES: tuple[Candidate, ...] = (
         {"dtype": "bfloat16", "channels_last": True},
         ("torchscript", "stacked", "image_batch", "native_bf16"),
     ),
-    Candidate("onnxruntime", f"{_ORT}:prepare", f"{_ORT}:load", {}, ("torchscript", "stacked")),
+    Candidate(
+        "onnxruntime",
+        f"{_ORT}:prepare",
+        f"{_ORT}:load",
+        {},
+        ("torchscript", "stacked"),
+        fixes_threads=True,
+    ),
     Candidate(
         "torchscript-frozen",
         f"{_TS}:prepare",
@@ -179,6 +191,7 @@ CANDIDATES: tuple[Candidate, ...] = (
         {},
         _INT8_NEEDS,
         calibrated=True,
+        fixes_threads=True,
     ),
     _openvino("bf16", "THROUGHPUT"),
     _openvino("f32", "THROUGHPUT"),

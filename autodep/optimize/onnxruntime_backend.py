@@ -1,7 +1,8 @@
 """ONNX Runtime, CPU execution provider, from the ONNX export of the model.
 
 Like OpenVINO, a session fixes its threads when it is made: a worker uses the threads it
-starts with (`LoadContext.threads`).
+starts with (`LoadContext.threads`), and a second session with the pool's threads serves lone
+batches (autodep.worker.main).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class OnnxRuntimeModel:
 
 def load(artifact: Path, options: Options, context: LoadContext) -> OnnxRuntimeModel:
     settings = ort.SessionOptions()
+    # Given explicitly, the count also keeps ONNX Runtime from pinning its intra-op threads
+    # (it pins them only when it picks the count itself): they stay in the worker's cores.
     settings.intra_op_num_threads = context.threads
     settings.inter_op_num_threads = 1
     session = ort.InferenceSession(str(artifact), settings, providers=["CPUExecutionProvider"])

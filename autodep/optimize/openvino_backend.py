@@ -7,7 +7,11 @@ AMX, OpenVINO would otherwise switch to bf16 silently, without the accuracy gate
 
 Threads: OpenVINO fixes its threads when it compiles, so a worker compiles with the threads it
 starts with (its share of the cores when every worker runs, `LoadContext.threads`), instead of
-adapting them per batch as the torch variants do.
+adapting them per batch as the torch variants do; a second form with the pool's threads serves
+lone batches (autodep.worker.main). Pinning is off (`ENABLE_CPU_PINNING`): OpenVINO would pin
+each process's threads from CPU 0 on, so two 1-thread workers both ran on CPU 0; the worker's
+affinity mask (its own cores, autodep.pool.cores) keeps the threads where they belong instead.
+OpenVINO 2026 reads that mask and gives a compiled model no more threads than it holds.
 """
 
 from __future__ import annotations
@@ -48,5 +52,6 @@ def load(artifact: Path, options: Options, context: LoadContext) -> OpenVinoMode
         "PERFORMANCE_HINT": options["hint"],
         "INFERENCE_PRECISION_HINT": options["precision"],
         "INFERENCE_NUM_THREADS": context.threads,
+        "ENABLE_CPU_PINNING": False,
     }
     return OpenVinoModel(core.compile_model(str(artifact), "CPU", config))

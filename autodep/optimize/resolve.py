@@ -36,8 +36,9 @@ class Variant:
     from_cache: bool = False
     note: str | None = None  # why the model is served as given without a search
 
-    def spec(self, threads: int) -> VariantSpec | None:
-        """What a worker loads; None for the file as given."""
+    def spec(self, threads: int, pool_threads: int = 0) -> VariantSpec | None:
+        """What a worker loads; None for the file as given. A runtime that fixes its threads at
+        load also loads a form with `pool_threads`, for lone batches."""
         candidate = self.candidate
         if self.name == AS_GIVEN or self.result is None or self.entry is None or not candidate:
             return None
@@ -50,6 +51,7 @@ class Variant:
             options=tuple(sorted(candidate.options.items())),
             threads=threads,
             cache_dir=str(self.entry),
+            wide_threads=pool_threads if candidate.fixes_threads else 0,
         )
 
     def status(self) -> dict[str, Any]:
@@ -79,7 +81,7 @@ class Variant:
 def resolve(
     model: ModelConfig, config: ServerConfig, candidates: str = DEFAULT_CANDIDATES
 ) -> Variant:
-    mode, budget = config.optimize_for(model)
+    mode, _ = config.optimize_for(model)
     if mode == "off":
         return Variant(AS_GIVEN)
     if not codec_for(model).decoder.example():
@@ -87,19 +89,9 @@ def resolve(
         if mode != "auto":
             raise OptimizeError(f"model {model.name!r}: optimize {mode}: {note}")
         return Variant(AS_GIVEN, note=note)
-    settings = config.settings_for(model)
 
     def job(only: str | None) -> Job:
-        return job_for(
-            model,
-            threads=settings.start_threads,
-            max_batch_size=settings.max_batch_size,
-            budget_s=budget,
-            root=cache.root(config.cache_dir),
-            candidates=candidates,
-            only=only,
-            int8=config.int8_for(model),
-        )
+        return _job(model, config, candidates, only)
 
     full = job(None)
     cached = cache.lookup(Path(full.entry).parent, full.key)
@@ -116,6 +108,32 @@ def resolve(
     alone = job(mode)
     cached = cache.lookup(Path(alone.entry).parent, alone.key)
     return _variant(model, mode, alone, cached or run(alone), from_cache=cached is not None)
+
+
+def pending_search(
+    model: ModelConfig, config: ServerConfig, candidates: str = DEFAULT_CANDIDATES
+) -> Job | None:
+    """The search `resolve` would run first for `model` in mode auto; None when it would not
+    search (another mode, an unknown input shape, or a result in the cache)."""
+    mode, _ = config.optimize_for(model)
+    if mode != "auto" or not codec_for(model).decoder.example():
+        return None
+    full = _job(model, config, candidates, None)
+    return None if cache.lookup(Path(full.entry).parent, full.key) else full
+
+
+def _job(model: ModelConfig, config: ServerConfig, candidates: str, only: str | None) -> Job:
+    settings = config.settings_for(model)
+    return job_for(
+        model,
+        threads=settings.start_threads,
+        max_batch_size=settings.max_batch_size,
+        budget_s=config.optimize_for(model)[1],
+        root=cache.root(config.cache_dir),
+        candidates=candidates,
+        only=only,
+        int8=config.int8_for(model),
+    )
 
 
 def _variant(

@@ -17,10 +17,12 @@ child down.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,35 +113,81 @@ def job_for(
 
 def run(job: Job) -> Result:
     """The job's result: from the cache, else from a search in a child process."""
-    entry = Path(job.entry)
-    cached = cache.lookup(entry.parent, job.key)
+    cached = cache.lookup(Path(job.entry).parent, job.key)
     if cached is not None:
         return cached
+    try:
+        subprocess.run(_command(job), check=True, timeout=job.budget_s + STARTUP_ALLOWANCE_S)
+    except subprocess.TimeoutExpired:
+        raise _over_budget(job) from None
+    except subprocess.CalledProcessError as exc:
+        raise _failed(exc.returncode) from None
+    return _collect(job)
+
+
+async def run_async(job: Job, progress: Callable[[str, str], None] | None = None) -> Result:
+    """`run` for the event loop (the background search): cancelling it kills the child.
+    `progress("k/n", name)` hears of each candidate the child starts (its stderr lines, which
+    are passed on to this process's stderr)."""
+    cached = cache.lookup(Path(job.entry).parent, job.key)
+    if cached is not None:
+        return cached
+    child = await asyncio.create_subprocess_exec(*_command(job), stderr=asyncio.subprocess.PIPE)
+    assert child.stderr is not None
+    try:
+        async with asyncio.timeout(job.budget_s + STARTUP_ALLOWANCE_S):
+            await _relay(child.stderr, progress or (lambda counted, name: None))
+            code = await child.wait()
+    except TimeoutError:
+        raise _over_budget(job) from None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if code != 0:
+        raise _failed(code)
+    return _collect(job)
+
+
+# What the child prints as it starts a candidate (autodep.optimize.trial.search).
+_STARTING = re.compile(r"\[(\d+/\d+)\] (\S+) \.\.\.$")
+
+
+async def _relay(stream: asyncio.StreamReader, progress: Callable[[str, str], None]) -> None:
+    """Pass the child's stderr on, reading the candidates it starts from it (in chunks: the
+    quantizers' progress bars redraw one line with carriage returns, never ending it)."""
+    pending = ""
+    while chunk := await stream.read(1 << 16):
+        text = chunk.decode(errors="replace")
+        sys.stderr.write(text)
+        *lines, pending = re.split(r"[\r\n]", pending + text)
+        for line in lines:
+            if match := _STARTING.match(line):
+                progress(match[1], match[2])
+        pending = pending[-4096:]  # a line that long is not a progress line
+
+
+def _command(job: Job) -> list[str]:
+    """The child's command line, its job written where it looks."""
+    entry = Path(job.entry)
     entry.mkdir(parents=True, exist_ok=True)
     job_path = entry / "job.json"
     job_path.write_text(json.dumps(asdict(job)))
-    try:
-        subprocess.run(
-            # Deprecation notices of TorchScript and its exporter, at import: noise here.
-            [
-                sys.executable,
-                "-W",
-                "ignore::FutureWarning",
-                "-m",
-                "autodep.optimize.trial",
-                str(job_path),
-            ],
-            check=True,
-            timeout=job.budget_s + STARTUP_ALLOWANCE_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise OptimizeError(
-            f"the optimizer's search ran over its budget ({job.budget_s}s)"
-        ) from None
-    except subprocess.CalledProcessError as exc:
-        raise OptimizeError(
-            f"the optimizer's search failed (exit status {exc.returncode})"
-        ) from None
+    # Deprecation notices of TorchScript and its exporter, at import: noise here.
+    trial = ["-W", "ignore::FutureWarning", "-m", "autodep.optimize.trial"]
+    return [sys.executable, *trial, str(job_path)]
+
+
+def _over_budget(job: Job) -> OptimizeError:
+    return OptimizeError(f"the optimizer's search ran over its budget ({job.budget_s}s)")
+
+
+def _failed(code: int) -> OptimizeError:
+    return OptimizeError(f"the optimizer's search failed (exit status {code})")
+
+
+def _collect(job: Job) -> Result:
+    entry = Path(job.entry)
     result = cache.lookup(entry.parent, job.key)
     if result is None:
         raise OptimizeError(f"the optimizer's search wrote no result in {entry}")

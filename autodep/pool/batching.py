@@ -1,4 +1,4 @@
-"""Pure decisions of the pool: how big a batch to take, how many threads to give it.
+"""Pure decisions of the pool: how big a batch to take (where it runs: `autodep.pool.cores`).
 
 Functions of observations and settings only: no clock, no processes, so they
 are tested on plain numbers. The pool does the I/O.
@@ -22,19 +22,3 @@ def batch_to_take(
     if queued >= max_batch_size or oldest_wait >= max_queue_delay or busy == 0:
         return min(queued, max_batch_size), 0.0
     return 0, max_queue_delay - oldest_wait
-
-
-def threads_for_batch(*, cores: int, lone: bool, workers: int, configured: int | None) -> int:
-    """Torch threads for the next batch.
-
-    A lone request (no other worker busy, nothing left in the queue) gets every
-    core in its worker. Under load each worker gets its share of the cores, so
-    the workers together never run more threads than there are cores: GNU
-    OpenMP threads that wait at a barrier for a descheduled sibling cost far
-    more than the parallelism gains. An explicit --threads-per-worker wins.
-    """
-    if configured is not None:
-        return configured
-    if lone:
-        return cores
-    return max(1, cores // max(1, workers))

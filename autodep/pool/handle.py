@@ -16,11 +16,12 @@ import enum
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autodep.errors import AutodepError, WorkerError, WorkerStartError, error_for_status
 from autodep.pool import items, messages
+from autodep.pool.cores import Cores
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, WorkerProcess
 from autodep.pool.shm import SharedBuffer, TensorSpec
@@ -51,9 +52,17 @@ class BatchResult:
 
 class WorkerHandle:
     def __init__(
-        self, spec: WorkerSpec, launcher: Launcher, on_exit: Callable[[WorkerHandle], None]
+        self,
+        spec: WorkerSpec,
+        launcher: Launcher,
+        on_exit: Callable[[WorkerHandle], None],
+        cores: Cores = (),
+        pool_cores: Cores = (),
     ) -> None:
-        self.spec = spec
+        # The worker pins itself to `cores` (its own) from its start; `pool_cores` are all the
+        # cores a lone batch may use (see autodep.pool.cores). Empty: no pinning.
+        self.spec = replace(spec, cores=cores, pool_cores=pool_cores or cores)
+        self.cores = cores
         self.state = WorkerState.STARTING
         self.pid: int | None = None
         self.served = 0
@@ -103,8 +112,11 @@ class WorkerHandle:
             self.state = WorkerState.IDLE
             self.idle_since = time.monotonic()
 
-    def run(self, batch: Sequence[Item], threads: int = 0) -> Coroutine[Any, Any, BatchResult]:
-        """Claim the worker for one batch (one item per request) now.
+    def run(
+        self, batch: Sequence[Item], threads: int = 0, cores: Cores = ()
+    ) -> Coroutine[Any, Any, BatchResult]:
+        """Claim the worker for one batch (one item per request) now, to run with `threads` on
+        `cores` (0 and empty: as it started).
 
         The worker is busy from this call on, before the caller looks for the
         next idle one; the returned coroutine sends the batch and returns its
@@ -114,10 +126,14 @@ class WorkerHandle:
         self.state = WorkerState.BUSY
         self.busy_since = time.monotonic()
         self._result = self._loop.create_future()
-        return self._exchange(batch, threads, self._result)
+        return self._exchange(batch, threads, cores, self._result)
 
     async def _exchange(
-        self, batch: Sequence[Item], threads: int, result: asyncio.Future[messages.Message]
+        self,
+        batch: Sequence[Item],
+        threads: int,
+        cores: Cores,
+        result: asyncio.Future[messages.Message],
     ) -> BatchResult:
         try:
             groups = [items.arrays(item) for item in batch]
@@ -134,6 +150,7 @@ class WorkerHandle:
                         "id": self._next_id,
                         "inputs": [items.to_wire(i, s) for i, s in zip(batch, specs, strict=True)],
                         "threads": threads,
+                        "cores": list(cores),
                     }
                 )
             )

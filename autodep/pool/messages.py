@@ -4,7 +4,7 @@ Only these small headers cross the socket; tensor data and payload bytes stay
 in the shared buffers (`autodep.pool.shm`), described by `TensorSpec`s.
 
 server -> worker
-    {"op": "run", "id": int, "inputs": [item, ...], "threads": int}
+    {"op": "run", "id": int, "inputs": [item, ...], "threads": int, "cores": [int, ...]}
         one item per request of the batch, in the input buffer (`autodep.pool.items`)
     {"op": "stop"}
 worker -> server

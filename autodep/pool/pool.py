@@ -4,9 +4,11 @@ Data flow:
 
     infer(item) ──► queue (deque of Pending, at most max_queue; full → 503)
                           │  _dispatch(): while a worker is idle, take up to
-                          │  max_batch_size requests as one batch
+                          │  max_batch_size requests as one batch, and place it
+                          │  (cores.placement: alone → every core of the pool;
+                          │  under load → the worker's own cores)
                           ▼
-                    WorkerHandle.run(batch)
+                    WorkerHandle.run(batch, threads, cores)
                           │  payload bytes / tensors ──► shared in-buffer ──┐
                           │  {"op": "run"} ──► socket ──────────────────────┤  worker process:
                           │                                                 ▼  decode, model(batch)
@@ -15,7 +17,9 @@ Data flow:
                           ▼
             each request's future gets its own outputs (or its own decode error)
 
-    The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
+    Each worker owns cores from the service's `CoreAllocator` (autodep.pool.cores)
+    from its start to its exit, disjoint from every other worker's while there are
+    enough cores. The autoscaler (autodep.autoscale) sets `desired` every tick; the pool
     starts or stops workers to match it, stopping only idle ones. A request for
     a model with no worker starts one at once (cold start).
 
@@ -49,7 +53,8 @@ from autodep.errors import (
     WorkerStartError,
 )
 from autodep.metrics import Metrics, PoolStats
-from autodep.pool.batching import batch_to_take, threads_for_batch
+from autodep.pool.batching import batch_to_take
+from autodep.pool.cores import CoreAllocator, placement
 from autodep.pool.handle import BatchResult, WorkerHandle, WorkerState
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher
@@ -92,8 +97,11 @@ class ModelPool:
         settings: PoolSettings,
         launcher: Launcher,
         metrics: Metrics | None = None,
+        cores: CoreAllocator | None = None,
     ) -> None:
         self.spec = spec
+        # Shared with the service's other pools, so that workers of all models own disjoint cores.
+        self.cores = cores or CoreAllocator()
         self.settings = settings
         self._launcher = launcher
         self._metrics = metrics or Metrics()
@@ -281,14 +289,15 @@ class ModelPool:
         batch = [p for p in batch if not p.future.done()]
         if not batch:
             return
-        threads = threads_for_batch(
-            cores=self.settings.cores,
+        cores, threads = placement(
+            own=worker.cores,
+            free=self.cores.free,
+            pool=self.cores.cores,
             lone=not self.count(WorkerState.BUSY) and not self._queue,
-            workers=self.live,
             configured=self.settings.threads,
         )
         now = time.monotonic()
-        running = worker.run([p.item for p in batch], threads)
+        running = worker.run([p.item for p in batch], threads, cores)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
         self._running[worker] = batch
@@ -440,9 +449,17 @@ class ModelPool:
         Counting it now, not when its start task first runs, is what keeps a
         second `_reconcile` in the same loop iteration from starting another.
         """
-        worker = WorkerHandle(self.spec, self._launcher, self._on_worker_exit)
+        own = self.cores.take(self.settings.start_threads)
+        worker = WorkerHandle(
+            self.spec, self._launcher, self._on_worker_exit, own, self.cores.cores
+        )
         self._workers.append(worker)
         return worker
+
+    def _remove(self, worker: WorkerHandle) -> None:
+        """A worker is gone: forget it and give its cores back."""
+        self._workers.remove(worker)
+        self.cores.give_back(worker.cores)
 
     async def settled(self) -> None:
         """Return once as many workers are ready as are desired, or starting one has failed."""
@@ -469,7 +486,7 @@ class ModelPool:
         except BaseException:
             worker.kill()
             if worker.pid is None:  # no process was made, so no exit will remove it
-                self._workers.remove(worker)
+                self._remove(worker)
             raise
         finally:
             self._wake_settle_waiters()
@@ -493,7 +510,7 @@ class ModelPool:
 
     def _on_worker_exit(self, worker: WorkerHandle) -> None:
         """A worker is gone (its sentinel fired and its socket ended, in either order)."""
-        self._workers.remove(worker)
+        self._remove(worker)
         self._wake_settle_waiters()
         lost = self._running.pop(worker, None)
         error = WorkerError(

@@ -177,6 +177,14 @@ class Repository:
             raise InvalidInput(f"the config names model {entry.name!r}, the route {name!r}")
         await self._roll_out(entry)
 
+    async def refresh(self, name: str) -> None:
+        """Roll the model's entry out again, as a reload does, in any control mode: what its
+        versions are served with has changed (autodep.optimize.background found a variant and
+        a plan). Nothing to do once the model is unloaded."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            await self._roll_out(entry)
+
     async def unload(self, name: str) -> None:
         """Take a model out of service; return once its workers have stopped."""
         self._require_explicit("unload")

@@ -5,6 +5,25 @@ so a new worker pays only for loading its model and warming it up. It reports
 `ready` on its socket, then serves `run` messages one batch at a time until
 told to stop, until the server closes the socket, or until the server dies.
 
+The worker owns a set of cores (`spec.cores`, see autodep.pool.cores) and pins itself to it
+before any thread exists; each batch says where it runs (its own cores under load, all the
+pool's cores when it is alone), and the worker moves every thread there. Runtimes that fix
+their threads when they load (OpenVINO, ONNX Runtime) load a second form with the pool's
+thread count, compiled while the worker's mask spans the pool (OpenVINO caps its threads to the
+mask it sees when it loads), and a lone batch runs on that form.
+
+Why a second form: OpenVINO streams serve several requests at once, not one request on more
+cores, and these runtimes cannot be handed more threads without compiling again. Measured
+roughly (resnet18 at 224, OpenVINO f32, 2 workers; a shared 2-core EPYC with a load average
+of ~10, so the figures are rough): the second form costs ~100 MiB more per worker (550 -> 650
+MiB RSS) and ~1.2 s more per worker start (1.6 -> 2.8 s: a second compile, or model-cache
+read, and its warm-up). Its gain could not be measured on that machine (in-process, 2 threads
+were no faster than 1 under that load); on a quiet machine a lone request on 2 cores took
+12.6 ms instead of 19.6 ms (issue 18, OpenVINO bf16, resnet50) and 51 ms instead of 90 ms
+(DESIGN.md, torch).
+Moving a batch reads every thread's mask (and sets those that differ): ~0.15 ms a batch with
+14 threads on the loaded machine.
+
 Workers ignore SIGINT: a Ctrl-C in a terminal reaches the whole process group,
 and the server must be the one to drain the queue and stop its workers in
 order. SIGTERM keeps its default, so `terminate()` still ends a worker.
@@ -20,6 +39,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,6 +52,7 @@ from autodep.pool import items
 from autodep.pool.items import Item
 from autodep.pool.messages import BlockingChannel, Message, error_message
 from autodep.pool.shm import SharedBuffer
+from autodep.worker import affinity
 from autodep.worker.loading import load_model
 from autodep.worker.runners import Runner, make_runner
 from autodep.worker.spec import WorkerSpec
@@ -42,6 +63,7 @@ _PR_SET_PDEATHSIG = 1
 def run_worker(
     spec: WorkerSpec, sock: socket.socket, inputs: SharedBuffer, outputs: SharedBuffer
 ) -> None:
+    affinity.pin(spec.cores)  # first: every thread made from here on inherits the mask
     _exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = BlockingChannel(sock)
@@ -49,18 +71,36 @@ def run_worker(
     try:
         decoder = DECODERS[spec.config.input](spec.config)
         with torch.inference_mode():
-            runner = make_runner(load_model(spec.path, spec.variant), spec.input, spec.output)
-            _warm_up(runner, spec)
+            runner, wide = _load(spec)
     except Exception as exc:
         channel.send(error_message(exc, None))
         return
     channel.send({"op": "ready"})
-    serve = _Server(runner, decoder, inputs, outputs, spec.threads)
+    serve = _Server(runner, wide, decoder, inputs, outputs, spec)
     with torch.inference_mode():
         for message in channel:
             if message["op"] == "stop":
                 return
             channel.send(serve(message))
+
+
+def _load(spec: WorkerSpec) -> tuple[Runner, Runner | None]:
+    """The model's runner, and its wide form (None unless the variant fixes threads at load);
+    both warmed up."""
+    variant = spec.variant
+    wide: Runner | None = None
+    if variant is not None and variant.wide_threads > variant.threads:
+        affinity.pin(spec.pool_cores)  # OpenVINO gives a model no more threads than the mask
+        wide_variant = replace(variant, threads=variant.wide_threads)
+        wide = make_runner(load_model(spec.path, wide_variant), spec.input, spec.output)
+    runner = make_runner(load_model(spec.path, variant), spec.input, spec.output)
+    # Warm up on the worker's own cores: a runtime's threads made now keep that mask (and
+    # OpenVINO's put it back when they leave a batch).
+    affinity.pin(spec.cores)
+    for form in (runner, wide):
+        if form is not None:
+            _warm_up(form, spec)
+    return runner, wide
 
 
 class _Server:
@@ -69,16 +109,20 @@ class _Server:
     def __init__(
         self,
         runner: Runner,
+        wide: Runner | None,
         decoder: Decoder,
         inputs: SharedBuffer,
         outputs: SharedBuffer,
-        threads: int,
+        spec: WorkerSpec,
     ) -> None:
         self._runner = runner
+        self._wide = wide  # for batches given more threads than the runner was loaded with
+        self._loaded_threads = spec.variant.threads if spec.variant is not None else spec.threads
         self._decoder = decoder
         self._inputs = inputs
         self._outputs = outputs
-        self._threads = threads
+        self._threads = spec.threads
+        self._own = spec.cores
         # PIL and numpy release the GIL, so a batch's images decode side by side.
         self._decoding = ThreadPoolExecutor(
             max_workers=len(os.sched_getaffinity(0)), thread_name_prefix="decode"
@@ -90,6 +134,10 @@ class _Server:
             if threads != self._threads:  # set only on change: the call is not free
                 torch.set_num_threads(threads)
                 self._threads = threads
+            self._move(tuple(message.get("cores") or self._own))
+            runner = self._runner
+            if self._wide is not None and threads > self._loaded_threads:
+                runner = self._wide
             began = time.monotonic()
             requests = [items.from_wire(wire, self._inputs) for wire in message["inputs"]]
             if len(requests) > 1 and any(isinstance(r, Payload) for r in requests):
@@ -100,7 +148,7 @@ class _Server:
             decode_s = time.monotonic() - began
             results: list[list[torch.Tensor]] = []
             if good:
-                results = self._runner([[torch.from_numpy(t) for t in d.tensors] for d in good])
+                results = runner([[torch.from_numpy(t) for t in d.tensors] for d in good])
             compute_s = time.monotonic() - began - decode_s
             specs = iter(
                 self._outputs.write([[t.detach().contiguous().numpy() for t in r] for r in results])
@@ -120,6 +168,11 @@ class _Server:
             "compute_s": compute_s,
             "decode_s": decode_s,
         }
+
+    def _move(self, cores: tuple[int, ...]) -> None:
+        """Pin every thread to the batch's cores, also those a runtime made or moved since the
+        last batch (a few microseconds a thread: it reads each mask)."""
+        affinity.pin(cores)
 
     def _decode(self, request: Item) -> Decoded | tuple[int, str]:
         """A request's model inputs, or the (status, message) of why it has none."""

@@ -17,6 +17,9 @@ class VariantSpec:
     options: tuple[tuple[str, str | int | float | bool], ...]
     threads: int  # for runtimes that fix their threads at load (OpenVINO, ONNX Runtime)
     cache_dir: str  # the search's cache entry (OpenVINO's model cache lives there)
+    # Such runtimes load a second form with this many threads for lone batches on all the
+    # pool's cores (see autodep.worker.main); 0: the variant adapts its threads per batch.
+    wide_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class WorkerSpec:
     example: tuple[tuple[tuple[int, ...], str], ...] = ()
     warmup_calls: int = 3
     variant: VariantSpec | None = None  # None: the model file as given
+    cores: tuple[int, ...] = ()  # the cores this worker owns (set per worker); empty: no pinning
+    pool_cores: tuple[int, ...] = ()  # all the cores of its pool: where lone batches run
 
     @classmethod
     def of(

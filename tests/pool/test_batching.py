@@ -1,8 +1,8 @@
-"""The pool's pure batching and threading decisions."""
+"""The pool's pure batching decisions (where a batch runs: tests/pool/test_cores.py)."""
 
 from __future__ import annotations
 
-from autodep.pool.batching import batch_to_take, threads_for_batch
+from autodep.pool.batching import batch_to_take
 
 
 def take(**kw):
@@ -21,11 +21,3 @@ def test_under_load_a_partial_batch_waits_for_the_rest_of_the_delay():
     assert take(queued=9) == (4, 0.0)
     assert take(queued=3, max_queue_delay=0.0) == (3, 0.0)
     assert take(queued=0) == (0, 0.0)
-
-
-def test_a_lone_request_gets_every_core_and_a_loaded_pool_shares_them():
-    assert threads_for_batch(cores=2, lone=True, workers=2, configured=None) == 2
-    assert threads_for_batch(cores=2, lone=False, workers=2, configured=None) == 1
-    assert threads_for_batch(cores=4, lone=False, workers=2, configured=None) == 2
-    assert threads_for_batch(cores=2, lone=False, workers=5, configured=None) == 1
-    assert threads_for_batch(cores=2, lone=True, workers=1, configured=1) == 1
