@@ -249,7 +249,8 @@ def red_image_request(model: str) -> Any:
 
 
 async def test_a_reload_during_a_grpc_request_waits_for_it(serve, start_grpc, gated, model_dir):
-    """As over HTTP (tests/repository/test_repository.py): the request finishes on the version it found."""
+    """As over HTTP (tests/repository/test_repository.py): the request finishes on the
+    version it found."""
     model_path, gate = gated
     server = await serve(
         model_path, max_workers=1, max_total_workers=2, model_control_mode="explicit"
