@@ -141,6 +141,10 @@ async def test_optimized_predictions_match_the_model_as_given(serve, tiny, cache
         "from_cache": False,
         "candidates": [],
     }
+    _, status = await optimized.get("/status")
+    # Float variants keep the probabilities; an int8 one (chosen where the CPU has an int8 path
+    # and it measured fastest) is judged by its top-1 answers, as its gate judges it.
+    tolerance = 0.25 if "int8" in status["models"]["tiny"]["variant"]["name"] else 0.02
     for color in RGB:
         for size in ((64, 48), (300, 200)):
             body = image_bytes(color, size=size)
@@ -148,7 +152,7 @@ async def test_optimized_predictions_match_the_model_as_given(serve, tiny, cache
             first, second = (a["predictions"] for a in answers)
             assert first[0]["label"] == second[0]["label"]
             assert [p["score"] for p in first] == pytest.approx(
-                [p["score"] for p in second], abs=0.02
+                [p["score"] for p in second], abs=tolerance
             )
 
 
