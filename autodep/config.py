@@ -222,6 +222,8 @@ class ServerConfig(_Strict):
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
     grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
     ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
+    # Load .pt2 files whose archives hold pickles or shared libraries (code run at load).
+    trust_pt2_pickles: bool = False
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("optimize")

@@ -25,7 +25,8 @@ from autodep.pool.launcher import stop_helpers
 
 log = logging.getLogger("autodep")
 
-# (flag, type, help); the config field is the flag's name with underscores.
+# (flag, type, help); the config field is the flag's name with underscores. A bool flag
+# alone means true; `--flag false` (or AUTODEP_FLAG=false) is parsed by the config.
 SETTINGS: list[tuple[str, type, str]] = [
     ("--host", str, "address to listen on (default 127.0.0.1; with --ray, node: each node's own)"),
     ("--port", int, "port to listen on (default 8000; 0 picks a free one)"),
@@ -56,6 +57,12 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--repository-poll-s", float, "seconds between looks at the files in poll mode (default 2)"),
     ("--grpc-port", int, "also serve the V2 protocol over gRPC on this port (0: a free one)"),
     ("--ray", str, "serve on every node of this Ray cluster: its address, or auto (autodep[ray])"),
+    (
+        "--trust-pt2-pickles",
+        bool,
+        "load .pt2 files that carry pickled objects or shared libraries: code that runs at "
+        "load (default off: such files are refused)",
+    ),
 ]
 
 
@@ -77,7 +84,10 @@ def build_parser(prog: str = "python -m autodep.serve") -> argparse.ArgumentPars
     )
     parser.add_argument("--config", default=_env("--config"), help="model repository YAML")
     for flag, kind, help_text in SETTINGS:
-        parser.add_argument(flag, type=kind, default=_env(flag), help=help_text)
+        if kind is bool:
+            parser.add_argument(flag, nargs="?", const="true", default=_env(flag), help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=_env(flag), help=help_text)
     parser.add_argument(
         "--log-level", default=_env("--log-level") or "INFO", help="logging level (default INFO)"
     )
@@ -92,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         name = flag.lstrip("-").replace("-", "_")
         value = getattr(args, name)
         if value is not None:
-            settings[name] = kind(value)
+            settings[name] = value if kind is bool else kind(value)
     return Autodep(args.model, labels=args.labels, repository=args.config, **settings).config
 
 

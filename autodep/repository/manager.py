@@ -35,6 +35,8 @@ from autodep.codecs import Codec, codec_for
 from autodep.config import ModelConfig, ServerConfig, check_files, load_repository
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
 from autodep.metrics import Metrics
+from autodep.repository.boundary import confine, repository_root
+from autodep.repository.history import kept
 from autodep.repository.inflight import InFlight
 from autodep.repository.policy import select_versions
 from autodep.repository.poll import Plan, Watcher
@@ -90,6 +92,7 @@ class Repository:
         self._make = make
         # A new version's codec, and whatever else is slow to get ready (blocking).
         self._prepare = prepare
+        self._root = repository_root(config)  # the folder a load request may name files in
         self.in_flight = InFlight()
         self.autoscaler: Autoscaler | None = None  # set once the Service has started one
         # The autoscaler's view: pools of routed and draining versions.
@@ -102,6 +105,7 @@ class Repository:
         self._changed: asyncio.Condition | None = None
         self._watcher: Watcher | None = None
         self.transitions: Counter[tuple[str, str]] = Counter()
+        self._metrics = metrics
         metrics.registry.register(_VersionCollector(self))
 
     # -- startup and shutdown ------------------------------------------------
@@ -154,12 +158,17 @@ class Repository:
     # -- requests (the routes) -----------------------------------------------
 
     async def load(self, name: str, entry: ModelConfig | None = None) -> None:
-        """Load a model, or reload it (a new file or settings) without failing a request."""
+        """Load a model, or reload it (a new file or settings) without failing a request.
+
+        A given `entry` is the client's: its files must be inside the repository directory.
+        """
         self._require_explicit("load")
         if entry is None:
             entry = self._entry_for(name)
         elif entry.name != name:
             raise InvalidInput(f"the config names model {entry.name!r}, the route {name!r}")
+        else:
+            entry = confine(entry, self._root)
         await self._roll_out(entry)
 
     async def unload(self, name: str) -> None:
@@ -361,10 +370,19 @@ class Repository:
         if record not in self._records:
             self._records.append(record)
         self.transitions[(record.model, record.state.value)] += 1
-        self._records = list(_visible(self._records))
+        before = {r.model for r in self._records}
+        self._records = kept(self._records)
+        for name in before - {r.model for r in self._records}:
+            self._forget(name)
         changed = self._changed
         if changed is not None:
             self._track(_notify(changed))
+
+    def _forget(self, name: str) -> None:
+        """A model with no version left in the history: drop its metric series too."""
+        for key in [k for k in self.transitions if k[0] == name]:
+            del self.transitions[key]
+        self._metrics.forget(name)
 
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
@@ -420,19 +438,6 @@ class Repository:
             f"no model named {name!r} is loaded{where}; send its entry as "
             '{"parameters": {"config": "<JSON model entry>"}}'
         )
-
-
-def _visible(records: list[ModelVersion]) -> Iterator[ModelVersion]:
-    """Live versions, and per (model, number) the newest finished one if no live one is newer."""
-    keys = {(r.model, r.number) for r in records}
-    for key in keys:
-        same = [r for r in records if (r.model, r.number) == key]
-        live = [r for r in same if r.live]
-        yield from live
-        finished = [r for r in same if not r.live]
-        newest_live = max((r.id for r in live), default=0)
-        if finished and (last := max(finished, key=lambda r: r.id)).id > newest_live:
-            yield last
 
 
 async def _notify(changed: asyncio.Condition) -> None:

@@ -48,7 +48,11 @@ def run_worker(
     try:
         decoder = DECODERS[spec.config.input](spec.config)
         with torch.inference_mode():
-            runner = make_runner(load_model(spec.path, spec.variant), spec.input, spec.output)
+            runner = make_runner(
+                load_model(spec.path, spec.variant, trust_pickles=spec.trust_pickles),
+                spec.input,
+                spec.output,
+            )
             _warm_up(runner, spec)
     except Exception as exc:
         channel.send(error_message(exc, None))
