@@ -56,6 +56,26 @@ class GatedColorNet(nn.Module):
         return x.mean(dim=(2, 3)) * 10.0
 
 
+class GatedLinear(nn.Module):
+    """Doubles vectors of 3 features (any other width fails inside the model), held at a gate.
+
+    The gate works as `GatedColorNet`'s; so does the warm-up (zeros pass straight through).
+    """
+
+    def __init__(self, gate: str) -> None:
+        super().__init__()
+        self.gate = gate
+        self.weight = nn.Parameter(torch.eye(3) * 2.0, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.abs().sum() > 0):
+            flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+            flags[0] += 1
+            while int(flags[1]) == 0:
+                pass
+        return x @ self.weight
+
+
 class Gate:
     """The test's side of a `GatedColorNet`: see who entered, let them through."""
 

@@ -8,23 +8,20 @@ gRPC status code.
 
 from __future__ import annotations
 
-import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
 
-from autodep.errors import AutodepError, InvalidInput
+from autodep.errors import AutodepError, InvalidInput, internal_error
 from autodep.grpc import messages as pb
 from autodep.protocol import v2
 
 if TYPE_CHECKING:
     from autodep.service import Service
 
-log = logging.getLogger(__name__)
 
 # HTTP status of an AutodepError -> gRPC status (as grpc-gateway maps them back).
 CODES = {
@@ -123,13 +120,12 @@ def _answering(method: Method) -> Method:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(request, context)
-        except AutodepError as exc:
-            code, message = CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message
-        except Exception:
-            request_id = uuid.uuid4().hex[:12]
-            log.exception("gRPC %s failed (request id %s)", method.__name__, request_id)
-            code = grpc.StatusCode.INTERNAL
-            message = f"internal error (request id {request_id}); see the server log"
+        except Exception as exc:
+            if isinstance(exc, AutodepError) and exc.status != 500:
+                code, message = CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message
+            else:  # not the client's doing: the details are for the log
+                code = grpc.StatusCode.INTERNAL
+                message = internal_error(exc, f"gRPC {method.__name__}")
         await context.abort(code, message)
 
     return call
