@@ -195,6 +195,8 @@ class ServerConfig(_Strict):
     min_workers: int = Field(default=1, ge=0)
     threads_per_worker: int | None = Field(default=None, ge=1)
     max_queue: int = Field(default=64, ge=1)
+    # Items (V2 BYTES elements or rows) one request may hold; None: the model's queue bound.
+    max_items_per_request: int | None = Field(default=None, ge=1)
     idle_timeout: float = Field(default=30.0, gt=0)
     max_body: int = Field(default=16 * 1024 * 1024, ge=1)
     request_timeout: float = Field(default=60.0, gt=0)
@@ -280,6 +282,7 @@ class ServerConfig(_Strict):
             max_workers=max_workers,
             threads=threads,
             max_queue=model.max_queue or self.max_queue,
+            max_items=self.max_items_per_request or model.max_queue or self.max_queue,
             idle_timeout=self.idle_timeout,
             request_timeout=self.request_timeout,
             max_batch_size=model.batching.max_batch_size or self.max_batch_size,
@@ -308,6 +311,7 @@ class PoolSettings(_Strict):
     max_workers: int
     threads: int | None  # None: adapt each batch to the number of busy workers
     max_queue: int
+    max_items: int  # items one request may hold: refused before they are parsed
     idle_timeout: float
     request_timeout: float
     max_batch_size: int

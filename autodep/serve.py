@@ -34,6 +34,11 @@ SETTINGS: list[tuple[str, type, str]] = [
     ("--min-workers", int, "fewest workers kept alive per model (default 1)"),
     ("--threads-per-worker", int, "torch threads per worker (default cores / max-workers)"),
     ("--max-queue", int, "requests waiting per model before 503 (default 64)"),
+    (
+        "--max-items-per-request",
+        int,
+        "items (V2 elements or rows) one request may hold (default: the --max-queue)",
+    ),
     ("--idle-timeout", float, "seconds before an idle worker above min-workers stops (default 30)"),
     ("--max-body", int, "request body limit in bytes (default 16 MiB)"),
     ("--request-timeout", float, "seconds before a request is answered 504 (default 60)"),

@@ -8,6 +8,7 @@ gRPC status code.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,8 @@ class InferenceService:
         status = 500
         try:
             served = self.service.model(request.model_name)
-            response = await v2.infer(self.service, served, infer_request(request))
+            parsed = infer_request(request, max_items=served.pool.settings.max_items)
+            response = await v2.infer(self.service, served, parsed)
             status = 200
             return infer_response(response)
         except AutodepError as exc:
@@ -154,7 +156,7 @@ class _Unimplemented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc has 
 # -- messages <-> v2 objects ---------------------------------------------------
 
 
-def infer_request(message: Any) -> v2.InferRequest:
+def infer_request(message: Any, max_items: int | None = None) -> v2.InferRequest:
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
         raise InvalidInput(
@@ -165,21 +167,29 @@ def infer_request(message: Any) -> v2.InferRequest:
     for index, spec in enumerate(message.inputs):
         shape, parameters = list(spec.shape), parameters_of(spec.parameters)
         if raw:
-            tensor = v2.tensor_from_raw(spec.name, spec.datatype, shape, raw[index], parameters)
+            tensor = v2.tensor_from_raw(
+                spec.name, spec.datatype, shape, raw[index], parameters, max_items
+            )
         else:
-            tensor = v2.tensor(spec.name, spec.datatype, shape, _contents(spec), parameters)
+            v2.check_items(spec.name, spec.datatype, shape, max_items)
+            tensor = v2.tensor(spec.name, spec.datatype, shape, _contents(spec, shape), parameters)
         inputs.append(tensor)
     outputs = [v2.requested_output(o.name, parameters_of(o.parameters)) for o in message.outputs]
     return v2.InferRequest(inputs, outputs, message.id or None, parameters_of(message.parameters))
 
 
-def _contents(spec: Any) -> np.ndarray | list[bytes]:
+def _contents(spec: Any, shape: list[int]) -> np.ndarray | list[bytes]:
     field = CONTENTS_FIELD.get(spec.datatype)
     if field is None:
         if spec.datatype in v2.NUMERIC:  # FP16 has no typed field
             raise InvalidInput(f"input {spec.name!r}: {spec.datatype} travels as raw contents")
         return []  # v2.tensor refuses the datatype
     values = getattr(spec.contents, field)
+    if len(values) != math.prod(shape):  # before any copy: the shape has been bounded
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {shape} needs {math.prod(shape)} elements, "
+            f"got {len(values)}"
+        )
     if spec.datatype == "BYTES":
         return list(values)
     try:

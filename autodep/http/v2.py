@@ -24,9 +24,7 @@ async def server_metadata(request: web.Request) -> web.Response:
 def _served(request: web.Request) -> ServedModel:
     """The route's model: a version by number on the /versions/{v}/ routes, else the newest."""
     version = request.match_info.get("version")
-    if version is not None and not version.isdigit():
-        raise InvalidInput(f"model version must be a whole number, not {version!r}")
-    number = None if version is None else int(version)
+    number = None if version is None else v2.version_number(version)
     return request.app[SERVICE].model(request.match_info["model"], version=number)
 
 
@@ -52,7 +50,8 @@ async def infer(request: web.Request) -> web.Response:
         length = None if header_length is None else int(header_length)
     except ValueError:
         raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
-    response = await v2.infer(service, served, v2.parse_request(body, length))
+    parsed = v2.parse_request(body, length, max_items=served.pool.settings.max_items)
+    response = await v2.infer(service, served, parsed)
     payload, json_length = v2.serialize_response(response)
     if json_length is None:
         return web.Response(body=payload, content_type="application/json")
