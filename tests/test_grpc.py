@@ -251,10 +251,11 @@ async def test_a_token_is_needed_except_for_health(serve, start_grpc, color_mode
         "get_model_metadata", "colors", headers={"authorization": "Bearer wrong"}
     )
     assert error.status() == "StatusCode.UNAUTHENTICATED"
-    meta = await clients.grpc_call(
-        "get_model_metadata", "colors", headers={"authorization": "Bearer s3cret"}
-    )
-    assert meta.name == "colors"
+    for value in ("Bearer s3cret", "bearer s3cret", "BEARER  s3cret"):  # as HTTP reads it
+        meta = await clients.grpc_call(
+            "get_model_metadata", "colors", headers={"authorization": value}
+        )
+        assert meta.name == "colors", value
 
 
 def test_serve_takes_grpc_port(color_model):
