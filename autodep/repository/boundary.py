@@ -46,7 +46,10 @@ def confine(entry: ModelConfig, root: Path | None) -> ModelConfig:
                 "(it was started in / without --config); start it with --config or from the "
                 "models' folder"
             )
-        real = Path(os.path.realpath(path))
+        try:
+            real = Path(os.path.realpath(path))
+        except (ValueError, OSError):  # a NUL byte; a symlink loop
+            raise InvalidInput(f"{field}: not a usable file name") from None
         if not real.is_relative_to(root):
             raise OutsideRepository(
                 f"{field}: the path leads outside the repository directory; a load may name "
