@@ -106,7 +106,7 @@ def internal_error(exc: BaseException, what: str) -> str:
     """
     request_id = uuid.uuid4().hex[:12]
     if isinstance(exc, AutodepError):
-        remote = getattr(exc, "remote_traceback", "")
+        remote = exc.remote_traceback if isinstance(exc, WorkerError) else ""
         log.error(
             "%s failed (request id %s): %s%s",
             what,
