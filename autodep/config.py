@@ -195,8 +195,12 @@ class ServerConfig(_Strict):
     min_workers: int = Field(default=1, ge=0)
     threads_per_worker: int | None = Field(default=None, ge=1)
     max_queue: int = Field(default=64, ge=1)
-    # Items (V2 BYTES elements or rows) one request may hold; None: the model's queue bound.
-    max_items_per_request: int | None = Field(default=None, ge=1)
+    max_items_per_request: int | None = Field(
+        default=None,
+        ge=1,
+        description="items (V2 BYTES elements or rows) one request may hold "
+        "(default: the model's --max-queue)",
+    )
     idle_timeout: float = Field(default=30.0, gt=0)
     max_body: int = Field(default=16 * 1024 * 1024, ge=1)
     request_timeout: float = Field(default=60.0, gt=0)
@@ -224,8 +228,11 @@ class ServerConfig(_Strict):
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
     grpc_port: int | None = Field(default=None, ge=0, le=65535)  # None: no gRPC server
     ray: str | None = None  # a Ray cluster's address or "auto": serve on its nodes
-    # Load .pt2 files whose archives hold pickles or shared libraries (code run at load).
-    trust_pt2_pickles: bool = False
+    trust_pt2_pickles: bool = Field(
+        default=False,
+        description="load .pt2 files that carry pickled objects or shared libraries: code "
+        "that runs at load (default off: such files are refused)",
+    )
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("optimize")

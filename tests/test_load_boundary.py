@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autodep.repository.history import HISTORY
+from autodep.repository.retention import HISTORY
 from tests import models
 from tests.conftest import image_bytes
 

@@ -9,10 +9,10 @@ import pytest
 
 from autodep.config import ModelConfig, VersionPolicy, load_repository, model_from_entry
 from autodep.errors import ConfigError
-from autodep.repository.history import kept
 from autodep.repository.inflight import InFlight
 from autodep.repository.policy import chosen, select_versions
 from autodep.repository.poll import Plan, Quiet, Watched, plan
+from autodep.repository.retention import kept
 from autodep.repository.versions import ModelVersion, State, TransitionError
 
 

@@ -23,8 +23,7 @@ async def server_metadata(request: web.Request) -> web.Response:
 
 def _served(request: web.Request) -> ServedModel:
     """The route's model: a version by number on the /versions/{v}/ routes, else the newest."""
-    version = request.match_info.get("version")
-    number = None if version is None else v2.version_number(version)
+    number = v2.version_number(request.match_info.get("version"))
     return request.app[SERVICE].model(request.match_info["model"], version=number)
 
 

@@ -129,8 +129,10 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
 # -- requests ----------------------------------------------------------------
 
 
-def version_number(text: str) -> int:
-    """A model version as the client wrote it, as a number (400 unless a plain number)."""
+def version_number(text: str | None) -> int | None:
+    """A model version as a route or message names it ("" or None: the newest)."""
+    if not text:
+        return None
     if not _VERSION.fullmatch(text):
         raise InvalidInput(f"model version must be a whole number, not {text[:40]!r}")
     return int(text)

@@ -36,10 +36,10 @@ from autodep.config import ModelConfig, ServerConfig, check_files, load_reposito
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
 from autodep.metrics import Metrics
 from autodep.repository.boundary import confine, repository_root
-from autodep.repository.history import kept
 from autodep.repository.inflight import InFlight
 from autodep.repository.policy import select_versions
 from autodep.repository.poll import Plan, Watcher
+from autodep.repository.retention import kept
 from autodep.repository.versions import ModelVersion, State
 
 if TYPE_CHECKING:
