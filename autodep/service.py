@@ -241,7 +241,13 @@ def _worker_spec(
     model: ModelConfig, codec: Codec, config: ServerConfig, variant: Variant
 ) -> WorkerSpec:
     threads = config.settings_for(model).start_threads
-    return WorkerSpec.of(model, threads, codec.decoder.example(), variant.spec(threads))
+    return WorkerSpec.of(
+        model,
+        threads,
+        codec.decoder.example(),
+        variant.spec(threads),
+        trust_pickles=config.trust_pt2_pickles,
+    )
 
 
 def _model_status(served: ServedModel) -> dict[str, Any]:

@@ -49,7 +49,8 @@ async def infer(request: web.Request) -> web.Response:
             length = None if header_length is None else int(header_length)
         except ValueError:
             raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
-        response = await v2.infer(call, v2.parse_request(body, length))
+        parsed = v2.parse_request(body, length, max_items=call.served.pool.settings.max_items)
+        response = await v2.infer(call, parsed)
     payload, json_length = v2.serialize_response(response)
     if json_length is None:
         return web.Response(body=payload, content_type="application/json")

@@ -115,7 +115,7 @@ def run(job: Job) -> Result:
     cached = cache.lookup(entry.parent, job.key)
     if cached is not None:
         return cached
-    entry.mkdir(parents=True, exist_ok=True)
+    cache.make_entry(entry)
     job_path = entry / "job.json"
     job_path.write_text(json.dumps(asdict(job)))
     try:

@@ -33,6 +33,7 @@ from autodep.config import ModelConfig, ServerConfig, check_files, store_of
 from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
 from autodep.metrics import Metrics, VersionStats
 from autodep.pool.pool import ModelPool
+from autodep.repository.boundary import confine, repository_root
 from autodep.repository.budget import make_room
 from autodep.repository.entries import entry_for
 from autodep.repository.errors import LoadFailed, ModelControlDisabled, reason
@@ -63,7 +64,8 @@ class Repository:
         self._prepare = prepare
         self._autoscaler: Autoscaler | None = None  # once the Service has started one
         self._routes = Routes()
-        self._history = History(on_change=self._changed)
+        self._root = repository_root(config)  # the folder a load request may name files in
+        self._history = History(on_change=self._changed, on_forget=metrics.forget)
         self._entries: dict[str, ModelConfig] = {}  # the entry each model was loaded from
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -169,12 +171,17 @@ class Repository:
     # -- requests (the control routes) ---------------------------------------
 
     async def load(self, name: str, entry: ModelConfig | None = None) -> None:
-        """Load a model, or reload it (a new file or settings) without failing a request."""
+        """Load a model, or reload it (a new file or settings) without failing a request.
+
+        A given `entry` is the client's: its files must be inside the repository directory.
+        """
         self._require_explicit("load")
         if entry is None:
             entry = entry_for(name, self._config, self._entries)
         elif entry.name != name:
             raise InvalidInput(f"the config names model {entry.name!r}, the route {name!r}")
+        else:
+            entry = confine(entry, self._root)
         await self._roll_out(entry)
 
     async def unload(self, name: str) -> None:

@@ -31,6 +31,7 @@ class WorkerSpec:
     example: tuple[tuple[tuple[int, ...], str], ...] = ()
     warmup_calls: int = 3
     variant: VariantSpec | None = None  # None: the model file as given
+    trust_pickles: bool = False  # load a .pt2 whose archive holds pickles (--trust-pt2-pickles)
 
     @classmethod
     def of(
@@ -39,6 +40,7 @@ class WorkerSpec:
         threads: int,
         example: tuple[tuple[tuple[int, ...], str], ...],
         variant: VariantSpec | None = None,
+        trust_pickles: bool = False,
     ) -> WorkerSpec:
         return cls(
             model=model.name,
@@ -49,4 +51,5 @@ class WorkerSpec:
             config=model,
             example=example,
             variant=variant,
+            trust_pickles=trust_pickles,
         )
