@@ -159,7 +159,11 @@ class Service:
             label = served.config.name
             with served.in_flight.request():  # no await between lookup and hold
                 self.admit(served)
-                yield Call(served, self.dispatch, self._executor)
+                call = Call(served, self.dispatch, self.reserve, self._executor)
+                try:
+                    yield call
+                finally:
+                    call.release()
             code = 200
         except AutodepError as exc:
             code = exc.status
@@ -178,15 +182,21 @@ class Service:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
         served.pool.admit()
 
-    async def dispatch(self, served: ServedModel, item: Item) -> Inferred:
+    def reserve(self, served: ServedModel, items: int) -> int:
+        """Hold queue room for a request's `items` (503 if there is none): how many were held."""
+        served.pool.reserve(items)
+        return items
+
+    async def dispatch(self, served: ServedModel, item: Item, reserved: bool = False) -> Inferred:
         """One item to the version's pool: a payload (decoded in a worker) or tensors.
 
-        `Call.infer` comes here; the cluster's `ClusterService` overrides it (and
-        `admit`) to send the item to another node instead.
+        `Call.infer` comes here (`reserved`: `reserve` held its room); the cluster's
+        `ClusterService` overrides it (and `admit`, `reserve`) to send the item to
+        another node instead.
         """
         if isinstance(item, Payload):
             served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
-        return await served.pool.infer(item)
+        return await served.pool.infer(item, reserved=reserved)
 
     async def predict(
         self,

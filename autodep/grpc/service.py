@@ -77,7 +77,7 @@ class InferenceService:
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         version = v2.version_number(request.model_version)
         async with self.service.request(request.model_name, version) as call:
-            parsed = infer_request(request, max_items=call.served.pool.settings.max_items)
+            parsed = infer_request(request, admit=call.admit_items)
             response = await v2.infer(call, parsed)
         return infer_response(response)
 
@@ -144,7 +144,7 @@ class _Unimplemented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc has 
 # -- messages <-> v2 objects ---------------------------------------------------
 
 
-def infer_request(message: Any, max_items: int | None = None) -> v2.InferRequest:
+def infer_request(message: Any, admit: v2.Admit | None = None) -> v2.InferRequest:
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
         raise InvalidInput(
@@ -156,10 +156,10 @@ def infer_request(message: Any, max_items: int | None = None) -> v2.InferRequest
         shape, parameters = list(spec.shape), parameters_of(spec.parameters)
         if raw:
             tensor = v2.tensor_from_raw(
-                spec.name, spec.datatype, shape, raw[index], parameters, max_items
+                spec.name, spec.datatype, shape, raw[index], parameters, admit
             )
         else:
-            v2.check_items(spec.name, spec.datatype, shape, max_items)
+            v2.check_items(spec.name, spec.datatype, shape, admit)
             tensor = v2.tensor(spec.name, spec.datatype, shape, _contents(spec, shape), parameters)
         inputs.append(tensor)
     outputs = [v2.requested_output(o.name, parameters_of(o.parameters)) for o in message.outputs]

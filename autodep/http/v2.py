@@ -49,7 +49,7 @@ async def infer(request: web.Request) -> web.Response:
             length = None if header_length is None else int(header_length)
         except ValueError:
             raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
-        parsed = v2.parse_request(body, length, max_items=call.served.pool.settings.max_items)
+        parsed = v2.parse_request(body, length, admit=call.admit_items)
         response = await v2.infer(call, parsed)
     payload, json_length = v2.serialize_response(response)
     if json_length is None:

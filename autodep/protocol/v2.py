@@ -27,6 +27,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 from autodep.call import Call
 from autodep.codecs import Options, Payload
 from autodep.codecs.base import parse_json
-from autodep.errors import InvalidInput, PayloadTooLarge
+from autodep.errors import InvalidInput
 from autodep.pool.items import Inferred, Item
 from autodep.repository.served import ServedModel
 from autodep.version import __version__
@@ -144,27 +145,29 @@ def item_count(datatype: str, shape: list[int]) -> int:
     return shape[0] if shape else 1
 
 
-def check_items(name: str, datatype: Any, shape: Any, max_items: int | None) -> None:
-    """Refuse an input whose shape is malformed or holds more items than `max_items`.
+# Admission of a request's items as a whole (`Call.admit_items`): raises 413 or 503.
+Admit = Callable[[int], None]
+
+
+def check_items(name: str, datatype: Any, shape: Any, admit: Admit | None) -> None:
+    """Refuse an input whose shape is malformed, then admit its items (`admit`).
 
     Called before the input's elements are parsed: a request of 200,000 empty BYTES
-    elements is refused before any of them (or any task for them) exists.
+    elements, or one the queue has no room for, is refused before any of them (or any
+    task for them) exists.
     """
     _check_type(name, datatype, shape)
-    count = item_count(datatype, shape)
-    if max_items is not None and count > max_items:
-        raise PayloadTooLarge(
-            f"input {name!r}: {count:,} items in one request, more than the "
-            f"{max_items:,} allowed (--max-items-per-request); send them in several requests"
-        )
+    if admit is not None:
+        admit(item_count(datatype, shape))
 
 
 def parse_request(
-    body: bytes, header_length: int | None, max_items: int | None = None
+    body: bytes, header_length: int | None, admit: Admit | None = None
 ) -> InferRequest:
     """A JSON body, or a JSON header followed by binary tensor data.
 
-    `max_items`: the most items (BYTES elements, or rows) an input may hold.
+    `admit`: given each input's item count (BYTES elements, or rows) before its elements
+    are parsed; it raises to refuse the request.
     """
     header_bytes = body if header_length is None else body[:header_length]
     if header_length is not None and not 0 < header_length <= len(body):
@@ -175,7 +178,7 @@ def parse_request(
     binary = memoryview(body)[len(header_bytes) :]
     inputs = []
     for spec in header["inputs"]:
-        tensor, used = _input_tensor(spec, binary, max_items)
+        tensor, used = _input_tensor(spec, binary, admit)
         binary = binary[used:]
         inputs.append(tensor)
     if len(binary):
@@ -201,7 +204,7 @@ def _parameters(spec: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
-def _input_tensor(spec: Any, binary: memoryview, max_items: int | None) -> tuple[Tensor, int]:
+def _input_tensor(spec: Any, binary: memoryview, admit: Admit | None) -> tuple[Tensor, int]:
     if not isinstance(spec, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype, data")
     name = str(spec.get("name", ""))
@@ -213,10 +216,10 @@ def _input_tensor(spec: Any, binary: memoryview, max_items: int | None) -> tuple
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(binary):
             raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
         raw = binary[:size]
-        return tensor_from_raw(name, datatype, shape, raw, parameters, max_items), size
+        return tensor_from_raw(name, datatype, shape, raw, parameters, admit), size
     if "data" not in spec:
         raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
-    check_items(name, datatype, shape, max_items)
+    check_items(name, datatype, shape, admit)
     return tensor(name, datatype, shape, _json_data(spec["data"], datatype, name), parameters), 0
 
 
@@ -243,10 +246,10 @@ def tensor_from_raw(
     shape: Any,
     raw: bytes | memoryview,
     parameters: dict[str, Any] | None = None,
-    max_items: int | None = None,
+    admit: Admit | None = None,
 ) -> Tensor:
     """An input tensor from its raw bytes: row-major elements, or length-prefixed BYTES."""
-    check_items(name, datatype, shape, max_items)
+    check_items(name, datatype, shape, admit)
     raw = memoryview(raw)
     if datatype == "BYTES":
         data: np.ndarray | list[bytes] = bytes_elements(raw, name, limit=math.prod(shape))
