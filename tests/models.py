@@ -292,3 +292,19 @@ def poisoned(program: Path, path: Path, marker: Path) -> Path:
                 data = hostile.getvalue()
             target.writestr(info, data)
     return path
+
+
+class GatedWarmUp(nn.Module):
+    """ColorNet held at a gate on every call, its warm-up too: a load that stays loading
+    until the test opens the gate (see `Gate`)."""
+
+    def __init__(self, gate: str) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+        flags[0] += 1
+        while int(flags[1]) == 0:
+            pass
+        return x.mean(dim=(2, 3)) * 10.0

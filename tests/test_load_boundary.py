@@ -97,7 +97,7 @@ async def test_pickles_in_a_pt2_never_run_unless_the_operator_trusts_them(serve,
     marker = tmp_path / "pickle-ran"
     program = models.exported(repo / "scaled.pt2")
     models.poisoned(program, repo / "hostile.pt2", marker)
-    server = await start(serve, repo)
+    server = await start(serve, repo, max_total_workers=3)  # colors, scaled, hostile
     # A program of plain tensors loads under weights_only semantics.
     status, answer = await load(
         server, "scaled", {"path": "scaled.pt2", "labels": "scaled.labels.txt"}
@@ -111,7 +111,7 @@ async def test_pickles_in_a_pt2_never_run_unless_the_operator_trusts_them(serve,
     assert not marker.exists(), "a pickle in the .pt2 ran"
 
     # The operator's opt-in reaches the workers: the same file's pickles then run.
-    trusting = await start(serve, repo, trust_pt2_pickles=True)
+    trusting = await start(serve, repo, trust_pt2_pickles=True, max_total_workers=3)
     await load(trusting, "hostile", {"path": "hostile.pt2"})
     assert marker.exists()
 

@@ -172,7 +172,8 @@ models:
     workers: {max: 1}
 """
     )
-    server = await serve(repository=repository, max_total_workers=2, model_control_mode="explicit")
+    # 3: version 2 reloads beside the two serving (a load never exceeds the budget)
+    server = await serve(repository=repository, max_total_workers=3, model_control_mode="explicit")
     c = client(server)
     for version, expected in (("1", "red"), ("2", "blue"), ("", "blue")):
         assert await in_thread(infer, c, "colors", version) == expected, version
