@@ -38,6 +38,7 @@ class Call:
         self._dispatch = dispatch
         self._reserve = reserve
         self._executor = executor
+        self._admitted = 0  # items admitted so far (room held for each until it is queued)
         self._reserved = 0  # queue room held for this request's items, not used yet
 
     @property
@@ -50,6 +51,8 @@ class Call:
 
         The room is held (no await in between) until each item is queued or the request
         ends: a request that fits is never refused half-way, one that does not costs nothing.
+        `Service.request` admits one item before the body is read, so that a request whose
+        body is still arriving holds a place in the queue: bodies being read count too.
         """
         limit = self.served.pool.settings.max_items
         if count > limit:
@@ -57,7 +60,10 @@ class Call:
                 f"{count:,} items in one request, more than the {limit:,} allowed "
                 "(--max-items-per-request); send them in several requests"
             )
-        self._reserved += self._reserve(self.served, count)
+        more = count - self._admitted
+        if more > 0:
+            self._reserved += self._reserve(self.served, more)
+            self._admitted = count
 
     def release(self) -> None:
         """Give back the queue room no item used (the request ended)."""

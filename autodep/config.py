@@ -245,6 +245,9 @@ class ServerConfig(BaseSettings):
     request_timeout: float = Field(
         default=60.0, gt=0, description="seconds before a request is answered 504"
     )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a request body may stall before 408"
+    )
     grace_period: float = Field(
         default=30.0, ge=0, description="seconds to finish queued work at shutdown"
     )

@@ -62,6 +62,12 @@ class RequestTimeout(AutodepError):
     status = 504
 
 
+class BodyTimeout(AutodepError):
+    """A request body stalled (--body-timeout between two chunks)."""
+
+    status = 408
+
+
 class WorkerError(AutodepError):
     """The model failed inside a worker: a crash, or an exception it raised."""
 

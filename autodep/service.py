@@ -160,6 +160,7 @@ class Service:
             with served.in_flight.request():  # no await between lookup and hold
                 self.admit(served)
                 call = Call(served, self.dispatch, self.reserve, self._executor)
+                call.admit_items(1)  # its place in the queue, while its body is read
                 try:
                     yield call
                 finally:

@@ -87,7 +87,7 @@ async def test_a_request_is_admitted_whole_or_not_at_all(serve, gated):
     body, length = binary_v2([image_bytes("green")] * 2)  # 2 items, room for 1
     status, answer = await post_v2(server, body, length)
     assert status == 503, answer
-    assert "2 more do not fit" in answer["error"]
+    assert "requests waiting" in answer["error"]
     assert await queue_depth(server, "gated") == 3  # not one of its items was queued
     body, length = binary_v2([image_bytes("green")] * 9)
     status, answer = await post_v2(server, body, length)

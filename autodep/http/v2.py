@@ -43,7 +43,8 @@ async def model_ready(request: web.Request) -> web.Response:
 async def infer(request: web.Request) -> web.Response:
     # 404 and 503 before the body is read: a refusal costs next to nothing.
     async with request.app[SERVICE].request(*_route(request)) as call:
-        body = await read_body(request)
+        config = request.app[SERVICE].config
+        body = await read_body(request, config.max_body, config.body_timeout)
         header_length = request.headers.get(HEADER_LENGTH)
         try:
             length = None if header_length is None else int(header_length)

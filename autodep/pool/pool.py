@@ -166,9 +166,9 @@ class ModelPool:
             raise Unavailable(f"{self.last_start_error.message}; retrying soon", retry_after=5)
         waiting = len(self._queue) + self._reserved
         if waiting + items > self.settings.max_queue:
-            more = "" if items == 1 else f"; {items} more do not fit"
+            more = "" if items == 1 else f", no room for {items} more of this request's items"
             raise QueueFull(
-                f"model {self.name!r} has {waiting} requests waiting "
+                f"model {self.name!r} has {waiting} requests waiting or arriving "
                 f"(max_queue={self.settings.max_queue}){more}; retry later"
             )
 
@@ -181,6 +181,12 @@ class ModelPool:
         """
         self.admit(items)
         self._reserved += items
+
+    @property
+    def reserved(self) -> int:
+        """Queue places held by admitted requests whose items are not queued yet (bodies
+        being read, items being parsed)."""
+        return self._reserved
 
     def release(self, items: int) -> None:
         """Give back room that `reserve` held and no item used (the request ended early)."""
