@@ -216,8 +216,13 @@ class Repository:
                 )
             finally:
                 self._loading -= needed
-            self._refuse_if_stopping()  # its versions ended FAILED (see _load_version)
             ready = [i for i in fresh if i is not None]
+            if self._stopping:  # versions ready before shutdown began are not routed now
+                for instance in ready:
+                    await instance.served.pool.close()
+                    self._routes.remove(instance)
+                    instance.record.to(State.FAILED, "the server is shutting down")
+                self._refuse_if_stopping()
             numbers = {i.record.number for i in ready}
             # Replaced: older loads of the numbers that loaded now, and, once anything of
             # the new entry serves, the numbers its version_policy no longer names.
