@@ -232,12 +232,21 @@ class ServerConfig(BaseSettings):
         default=None, ge=1, description="torch threads per worker (default: cores / max-workers)"
     )
     max_queue: int = Field(default=64, ge=1, description="requests waiting per model before 503")
+    max_items_per_request: int | None = Field(
+        default=None,
+        ge=1,
+        description="items (V2 BYTES elements or rows) one request may hold "
+        "(default: the model's --max-queue)",
+    )
     idle_timeout: float = Field(
         default=30.0, gt=0, description="seconds before an idle worker above min-workers stops"
     )
     max_body: int = Field(default=16 * 1024 * 1024, ge=1, description="request body limit in bytes")
     request_timeout: float = Field(
         default=60.0, gt=0, description="seconds before a request is answered 504"
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a request body may stall before 408"
     )
     grace_period: float = Field(
         default=30.0, ge=0, description="seconds to finish queued work at shutdown"
@@ -307,6 +316,11 @@ class ServerConfig(BaseSettings):
         description="the S3-compatible store s3:// models come from "
         "(default: AWS_ENDPOINT_URL, else AWS)",
     )
+    trust_pt2_pickles: bool = Field(
+        default=False,
+        description="load .pt2 files that carry pickled objects or shared libraries: code "
+        "that runs at load (default off: such files are refused)",
+    )
     log_level: str = Field(default="INFO", description="logging level")
     # Not flags: what --model, --labels and --config name (see server_config).
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode
@@ -370,6 +384,7 @@ class ServerConfig(BaseSettings):
             max_workers=max_workers,
             threads=threads,
             max_queue=model.max_queue or self.max_queue,
+            max_items=self.max_items_per_request or model.max_queue or self.max_queue,
             idle_timeout=self.idle_timeout,
             request_timeout=self.request_timeout,
             max_batch_size=model.batching.max_batch_size or self.max_batch_size,
@@ -414,6 +429,7 @@ class PoolSettings(_Strict):
     max_workers: int
     threads: int | None  # None: adapt each batch to the number of busy workers
     max_queue: int
+    max_items: int  # items one request may hold: refused before they are parsed
     idle_timeout: float
     request_timeout: float
     max_batch_size: int

@@ -6,6 +6,11 @@ Errors raised inside a worker cross the process boundary as text
 
 from __future__ import annotations
 
+import logging
+import uuid
+
+log = logging.getLogger(__name__)
+
 
 class AutodepError(Exception):
     """Base of every error autodep reports to a client."""
@@ -57,6 +62,12 @@ class RequestTimeout(AutodepError):
     status = 504
 
 
+class BodyTimeout(AutodepError):
+    """A request body stalled (--body-timeout between two chunks)."""
+
+    status = 408
+
+
 class WorkerError(AutodepError):
     """The model failed inside a worker: a crash, or an exception it raised."""
 
@@ -91,3 +102,24 @@ _BY_STATUS: dict[int, type[AutodepError]] = {
 def error_for_status(status: int, message: str) -> AutodepError:
     """An error reported by a worker as (status, message), as the class for that status."""
     return _BY_STATUS.get(status, WorkerError)(message)
+
+
+def internal_error(exc: BaseException, what: str) -> str:
+    """Log a failure that is not the client's under a fresh request id; what the client gets.
+
+    The details (a worker's exception, which may quote the model's source and its
+    author's file paths, and its traceback) go to the log only.
+    """
+    request_id = uuid.uuid4().hex[:12]
+    if isinstance(exc, AutodepError):
+        remote = exc.remote_traceback if isinstance(exc, WorkerError) else ""
+        log.error(
+            "%s failed (request id %s): %s%s",
+            what,
+            request_id,
+            exc.message,
+            f"\n{remote}" if remote else "",
+        )
+    else:
+        log.error("%s failed (request id %s)", what, request_id, exc_info=exc)
+    return f"internal error (request id {request_id}); see the server log"

@@ -118,6 +118,20 @@ class Metrics:
         for seconds in waits:
             wait.observe(seconds)
 
+    def forget(self, model: str) -> None:
+        """Drop every series of a model that is gone (the repository forgot its versions)."""
+        for metric in (
+            self.requests,
+            self.request_seconds,
+            self.queue_wait,
+            self.compute,
+            self.decode,
+            self.batch_size,
+            self.startup,
+            self.variant,
+        ):
+            metric.remove_by_labels({"model": model})
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

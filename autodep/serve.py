@@ -65,7 +65,14 @@ def add_settings(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
     for name in names:
         field = ServerConfig.model_fields[name]
         # Unset flags stay None: ServerConfig then reads AUTODEP_<NAME>, else its default.
-        parser.add_argument(FLAGS[name], type=_scalar(field), dest=name, help=_help(name, field))
+        if field.annotation is bool:  # a switch: alone means on; `--flag off` still reads
+            parser.add_argument(
+                FLAGS[name], nargs="?", const="true", dest=name, help=_help(name, field)
+            )
+        else:
+            parser.add_argument(
+                FLAGS[name], type=_scalar(field), dest=name, help=_help(name, field)
+            )
 
 
 def given_settings(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:

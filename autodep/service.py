@@ -199,7 +199,12 @@ class Service:
             label = served.config.name
             with served.in_flight.request():  # no await between lookup and hold
                 self.admit(served)
-                yield Call(served, self.dispatch, self._executor)
+                call = Call(served, self.dispatch, self.reserve, self._executor)
+                call.admit_items(1)  # its place in the queue, while its body is read
+                try:
+                    yield call
+                finally:
+                    call.release()
             code = 200
         except AutodepError as exc:
             code = exc.status
@@ -218,15 +223,21 @@ class Service:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
         served.pool.admit()
 
-    async def dispatch(self, served: ServedModel, item: Item) -> Inferred:
+    def reserve(self, served: ServedModel, items: int) -> int:
+        """Hold queue room for a request's `items` (503 if there is none): how many were held."""
+        served.pool.reserve(items)
+        return items
+
+    async def dispatch(self, served: ServedModel, item: Item, reserved: bool = False) -> Inferred:
         """One item to the version's pool: a payload (decoded in a worker) or tensors.
 
-        `Call.infer` comes here; the cluster's `ClusterService` overrides it (and
-        `admit`) to send the item to another node instead.
+        `Call.infer` comes here (`reserved`: `reserve` held its room); the cluster's
+        `ClusterService` overrides it (and `admit`, `reserve`) to send the item to
+        another node instead.
         """
         if isinstance(item, Payload):
             served.codec.decoder.check(item)  # a wrong kind of body is refused before queueing
-        return await served.pool.infer(item)
+        return await served.pool.infer(item, reserved=reserved)
 
     async def predict(
         self,
@@ -310,7 +321,7 @@ class Service:
         variant = self._variants.get(key, Variant(AS_GIVEN))
         plan, note = self._plans.get(key, (None, None))
         settings = self._settings(model, plan)
-        spec = _worker_spec(model, codec, settings, variant)
+        spec = _worker_spec(model, codec, settings, variant, self.config.trust_pt2_pickles)
         pool = ModelPool(spec, settings, self._launcher, self.metrics, self.cores)
         self.metrics.variant.labels(model.name, variant.name).set(1)
         return ServedModel(model, codec, pool, variant, version, plan=plan, plan_note=note)
@@ -322,11 +333,19 @@ def _key(model: ModelConfig) -> tuple[str, str]:
 
 
 def _worker_spec(
-    model: ModelConfig, codec: Codec, settings: PoolSettings, variant: Variant
+    model: ModelConfig,
+    codec: Codec,
+    settings: PoolSettings,
+    variant: Variant,
+    trust_pickles: bool,
 ) -> WorkerSpec:
     threads = settings.start_threads
     return WorkerSpec.of(
-        model, threads, codec.decoder.example(), variant.spec(threads, settings.cores)
+        model,
+        threads,
+        codec.decoder.example(),
+        variant.spec(threads, settings.cores),
+        trust_pickles=trust_pickles,
     )
 
 

@@ -2,10 +2,12 @@
 
     crash     2 workers (min = max = 2), closed-loop clients, one worker kill -9'd
               every few seconds: failed requests (goal 0), replacements per death (goal 1)
-    overload  2 workers, --max-queue 64: closed-loop clients at the base concurrency,
-              then at 5x it; goodput ratio (goal >= 0.9), 503 latency median / p99
-              (goal < 10 / < 50 ms) with Retry-After, accepted requests' p99, RSS of
-              server + workers before and at the peak
+    overload  the optimized model (--optimize auto), 2 workers, --max-queue 64 (8 quick):
+              closed-loop clients at the base concurrency (32), then at 8x it (256);
+              goodput ratio (goal >= 0.85), the server process's CPU ms per refused
+              request, 503 latency p50 / p99 (goal < 10 / < 50 ms) with Retry-After,
+              accepted requests' p99 against the queue bound, RSS of server +
+              workers before and at the peak
     soak      N requests; RSS of server and workers, open file descriptors of the
               server, at the start and at the end (goal: growth within noise)
 
@@ -43,8 +45,10 @@ PARAMS = [
     Param("crash_clients", 8, 8, "closed-loop clients while workers are killed"),
     Param("kill_every_ms", 2000, 2000, "milliseconds between two kills"),
     Param("overload_seconds", 20, 5, "seconds of load per concurrency"),
-    Param("base_clients", 32, 32, "concurrency whose throughput is the goodput baseline"),
-    Param("overload_factor", 5, 5, "overload concurrency as a multiple of the baseline"),
+    Param("base_clients", 32, 4, "concurrency whose throughput is the goodput baseline"),
+    Param("overload_factor", 8, 8, "overload concurrency as a multiple of the baseline"),
+    Param("max_queue", 64, 8, "the overload section's --max-queue"),
+    Param("optimize_budget", 300, 0, "seconds of the overload's optimization search (0: off)"),
     Param("soak_requests", 20000, 500, "requests of the soak"),
     Param("soak_clients", 8, 8, "closed-loop clients of the soak"),
 ]
@@ -186,6 +190,12 @@ class Memory:
         return self.server_rss + self.workers_rss
 
 
+def cpu_s(server: ServerProcess) -> float:
+    """CPU seconds the server process (not its workers) has used."""
+    times = psutil.Process(server.pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def mb(size: float) -> str:
     return f"{size / 2**20:.0f} MB"
 
@@ -270,16 +280,23 @@ async def overload(
     model: Path, jpeg: bytes, args: argparse.Namespace, logs: Path, report: Report
 ) -> None:
     """Throughput at the base concurrency, then goodput and 503s at overload_factor x it."""
-    flags = ["--model", str(model), *WORKERS, "--max-queue", "64"]
+    optimize = (
+        ["--optimize", "auto", "--optimize-budget", str(args.optimize_budget)]
+        if args.optimize_budget
+        else ["--optimize", "off"]
+    )
+    flags = ["--model", str(model), *WORKERS, "--max-queue", str(args.max_queue), *optimize]
     peak_clients = args.base_clients * args.overload_factor
     with ServerProcess("overload", flags, logs / "server-overload.log") as server:
         url = server.url()
         async with session_for(peak_clients) as session:
             await closed_loop(session, url, jpeg, args.base_clients, seconds=2)  # warm-up
             before = Memory.of(server)
+            cpu_start = cpu_s(server)
             base = await closed_loop(
                 session, url, jpeg, args.base_clients, seconds=args.overload_seconds
             )
+            cpu_base = cpu_s(server) - cpu_start
             peak = [before]
             sampling = True
 
@@ -289,9 +306,11 @@ async def overload(
                     await asyncio.sleep(SAMPLE_S)  # the sampling period
 
             sampler = asyncio.ensure_future(sample())
+            cpu_start = cpu_s(server)
             over = await closed_loop(
                 session, url, jpeg, peak_clients, seconds=args.overload_seconds
             )
+            cpu_over = cpu_s(server) - cpu_start
             sampling = False
             await sampler
     top = max(peak, key=lambda m: m.total)
@@ -309,9 +328,21 @@ async def overload(
         "overload",
         f"goodput at {peak_clients} / at {args.base_clients} clients",
         f"{ratio:.2f} ({over.per_s():.1f} / {base.per_s():.1f} req/s)",
-        ">= 0.9",
-        ratio >= 0.9,
+        ">= 0.85",
+        ratio >= 0.85,
     )
+    # The server's CPU beyond what the accepted requests cost at the base concurrency,
+    # spread over the refusals: what a 503 costs the process that also feeds the workers.
+    per_accepted = cpu_base / base.count(200) if base.count(200) else 0.0
+    if len(refused):
+        spent = max(0.0, cpu_over - per_accepted * over.count(200)) / len(refused)
+        report.add(
+            "overload",
+            "server CPU per refused request",
+            f"{spent * 1e3:.2f} ms ({per_accepted * 1e3:.2f} ms per accepted)",
+            "next to nothing",
+            None,
+        )
     if len(refused):
         p50, p99 = np.percentile(refused, 50) * 1e3, np.percentile(refused, 99) * 1e3
         report.add("overload", "503 latency median", f"{p50:.1f} ms", "< 10 ms", p50 < 10)
@@ -325,13 +356,17 @@ async def overload(
         )
     else:
         report.add("overload", "503 answers", "none", "some, fast", None)
-    if len(accepted):
+    if len(accepted) and base.per_s():
+        # A request admitted behind a full queue waits for max_queue others at the base
+        # rate, then its own service: the most an accepted request should take.
+        bound = (args.max_queue + 1) / base.per_s()
+        p99 = float(np.percentile(accepted, 99))
         report.add(
             "overload",
-            "accepted requests' p50 / p99",
-            f"{np.percentile(accepted, 50) * 1e3:.0f} / {np.percentile(accepted, 99) * 1e3:.0f} ms",
-            "bounded by the queue",
-            None,
+            "accepted p50 / p99 vs the queue bound",
+            f"{np.percentile(accepted, 50) * 1e3:.0f} / {p99 * 1e3:.0f} ms vs {bound * 1e3:.0f} ms",
+            "p99 <= the bound",
+            p99 <= bound,
         )
     report.add(
         "overload",

@@ -56,6 +56,26 @@ class GatedColorNet(nn.Module):
         return x.mean(dim=(2, 3)) * 10.0
 
 
+class GatedLinear(nn.Module):
+    """Doubles vectors of 3 features (any other width fails inside the model), held at a gate.
+
+    The gate works as `GatedColorNet`'s; so does the warm-up (zeros pass straight through).
+    """
+
+    def __init__(self, gate: str) -> None:
+        super().__init__()
+        self.gate = gate
+        self.weight = nn.Parameter(torch.eye(3) * 2.0, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x.abs().sum() > 0):
+            flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+            flags[0] += 1
+            while int(flags[1]) == 0:
+                pass
+        return x @ self.weight
+
+
 class Gate:
     """The test's side of a `GatedColorNet`: see who entered, let them through."""
 
@@ -221,6 +241,72 @@ class TurnstileColorNet(nn.Module):
     product first makes torch start its OpenMP threads (when it has more than one).
     """
 
+
+class ScaledColorNet(nn.Module):
+    """ColorNet with one parameter, so that an exported program has a weight to pickle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((3,), 10.0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) * self.scale
+
+
+class _TouchOnUnpickle:
+    """Unpickled, it runs `touch marker`: what a hostile pickle inside a model file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def exported(path: Path) -> Path:
+    """`ScaledColorNet` as a `torch.export` program (any batch size), with colour labels."""
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(
+        ScaledColorNet().eval(), (torch.zeros(2, 3, 224, 224),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch.export.save(program, str(path))
+    path.with_name(f"{path.stem}.labels.txt").write_text("\n".join(COLORS) + "\n")
+    return path
+
+
+def poisoned(program: Path, path: Path, marker: Path) -> Path:
+    """A copy of an exported program whose weight and sample inputs are hostile pickles.
+
+    Its weight is marked `use_pickle` (torch.export.load unpickles such weights with
+    weights_only=False) and its sample inputs are not tensors (torch retries them with
+    weights_only=False): loading it as torch does runs `touch marker` twice.
+    """
+    import io
+    import json
+    import zipfile
+
+    hostile = io.BytesIO()
+    torch.save(_TouchOnUnpickle(marker), hostile)
+    with zipfile.ZipFile(program) as source, zipfile.ZipFile(path, "w") as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename.endswith("data/weights/model_weights_config.json"):
+                config = json.loads(data)
+                for weight in config["config"].values():
+                    weight["use_pickle"] = True
+                data = json.dumps(config).encode()
+            elif "data/weights/weight_" in info.filename or "data/sample_inputs/" in info.filename:
+                data = hostile.getvalue()
+            target.writestr(info, data)
+    return path
+
+
+class GatedWarmUp(nn.Module):
+    """ColorNet held at a gate on every call, its warm-up too: a load that stays loading
+    until the test opens the gate (see `Gate`)."""
+
     def __init__(self, gate: str) -> None:
         super().__init__()
         self.gate = gate
@@ -246,3 +332,10 @@ class Turnstile(Gate):
             released = file.read(1)[0]
             file.seek(1)
             file.write(bytes([released + count]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+        flags[0] += 1
+        while int(flags[1]) == 0:
+            pass
+        return x.mean(dim=(2, 3)) * 10.0

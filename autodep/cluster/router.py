@@ -63,7 +63,11 @@ class ClusterService(Service):
         if not self._accepting:
             raise ShuttingDown("the server is not accepting requests (starting or shutting down)")
 
-    async def dispatch(self, served: ServedModel, item: Item) -> Inferred:
+    def reserve(self, served: ServedModel, items: int) -> int:
+        """Nothing held: a full local queue forwards (each item is admitted where it runs)."""
+        return 0
+
+    async def dispatch(self, served: ServedModel, item: Item, reserved: bool = False) -> Inferred:
         """One request, here or on another node: a payload travels as its bytes."""
         name = served.config.name
         serve_here = super().dispatch

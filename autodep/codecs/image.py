@@ -1,4 +1,10 @@
-"""Images: any common format and mode -> a normalized float32 CHW tensor."""
+"""Images: JPEG, PNG, WebP or BMP, any mode -> a normalized float32 CHW tensor.
+
+Only the formats the API names are decoded, chosen by the body's first bytes
+(Pillow's `formats=`), whatever the Content-Type says: each other decoder Pillow
+carries (TIFF, EPS through Ghostscript, JPEG 2000 ...) is attack surface no
+client needs.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ IMAGE_TYPES = frozenset(
 )
 # Bodies that are sniffed instead of trusted: a multipart file part often says only this.
 SNIFFED_TYPES = frozenset({"", "application/octet-stream"})
+# Pillow's names of the formats the API accepts; any other body is refused unread.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 _EXIF_ORIENTATION = 0x0112
@@ -67,7 +75,7 @@ class ImageDecoder:
 def _open(data: bytes, size: tuple[int, int] | None) -> tuple[Image.Image, tuple[int, int]]:
     """Open, bound and orient an image; also return its upright (width, height)."""
     try:
-        image: Image.Image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise InvalidInput(
@@ -80,8 +88,12 @@ def _open(data: bytes, size: tuple[int, int] | None) -> tuple[Image.Image, tuple
             image.draft(None, (side, side))
         image = ImageOps.exif_transpose(image)
         image.load()
+    except UnidentifiedImageError:
+        raise InvalidInput(
+            "could not decode the image: its first bytes are not those of a JPEG, PNG, WebP "
+            "or BMP file (the only formats served, whatever the Content-Type says)"
+        ) from None
     except (
-        UnidentifiedImageError,
         OSError,
         ValueError,
         SyntaxError,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from autodep.bearer import given_token, matches
 from autodep.grpc.messages import SERVICE
 from autodep.grpc.service import InferenceService
 from autodep.service import Service
@@ -56,7 +56,7 @@ class GrpcServer:
 
 class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no types
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
         self._refuse = grpc.unary_unary_rpc_method_handler(_unauthenticated)
 
     async def intercept_service(
@@ -71,8 +71,8 @@ class BearerAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         for key, value in details.invocation_metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else bytes(value)
-                return hmac.compare_digest(given, self._expected)
+                given = given_token(value)
+                return given is not None and matches(given, self._expected)
         return False
 
 

@@ -8,20 +8,17 @@ gRPC status code.
 
 from __future__ import annotations
 
-import logging
-import uuid
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
 import numpy as np
 
-from autodep.errors import AutodepError, InvalidInput
+from autodep.errors import AutodepError, InvalidInput, internal_error
 from autodep.grpc import messages as pb
 from autodep.protocol import v2
 from autodep.service import Service
-
-log = logging.getLogger(__name__)
 
 # HTTP status of an AutodepError -> gRPC status (as grpc-gateway maps them back).
 CODES = {
@@ -80,7 +77,8 @@ class InferenceService:
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         version = v2.version_number(request.model_version)
         async with self.service.request(request.model_name, version) as call:
-            response = await v2.infer(call, infer_request(request))
+            parsed = infer_request(request, admit=call.admit_items)
+            response = await v2.infer(call, parsed)
         return infer_response(response)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
@@ -112,13 +110,12 @@ def _answering(method: Method) -> Method:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(request, context)
-        except AutodepError as exc:
-            code, message = CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message
-        except Exception:
-            request_id = uuid.uuid4().hex[:12]
-            log.exception("gRPC %s failed (request id %s)", method.__name__, request_id)
-            code = grpc.StatusCode.INTERNAL
-            message = f"internal error (request id {request_id}); see the server log"
+        except Exception as exc:
+            if isinstance(exc, AutodepError) and exc.status != 500:
+                code, message = CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message
+            else:  # not the client's doing: the details are for the log
+                code = grpc.StatusCode.INTERNAL
+                message = internal_error(exc, f"gRPC {method.__name__}")
         await context.abort(code, message)
 
     return call
@@ -147,7 +144,7 @@ class _Unimplemented(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc has 
 # -- messages <-> v2 objects ---------------------------------------------------
 
 
-def infer_request(message: Any) -> v2.InferRequest:
+def infer_request(message: Any, admit: v2.Admit | None = None) -> v2.InferRequest:
     raw = list(message.raw_input_contents)
     if raw and len(raw) != len(message.inputs):
         raise InvalidInput(
@@ -158,21 +155,29 @@ def infer_request(message: Any) -> v2.InferRequest:
     for index, spec in enumerate(message.inputs):
         shape, parameters = list(spec.shape), parameters_of(spec.parameters)
         if raw:
-            tensor = v2.tensor_from_raw(spec.name, spec.datatype, shape, raw[index], parameters)
+            tensor = v2.tensor_from_raw(
+                spec.name, spec.datatype, shape, raw[index], parameters, admit
+            )
         else:
-            tensor = v2.tensor(spec.name, spec.datatype, shape, _contents(spec), parameters)
+            v2.check_items(spec.name, spec.datatype, shape, admit)
+            tensor = v2.tensor(spec.name, spec.datatype, shape, _contents(spec, shape), parameters)
         inputs.append(tensor)
     outputs = [v2.requested_output(o.name, parameters_of(o.parameters)) for o in message.outputs]
     return v2.InferRequest(inputs, outputs, message.id or None, parameters_of(message.parameters))
 
 
-def _contents(spec: Any) -> np.ndarray | list[bytes]:
+def _contents(spec: Any, shape: list[int]) -> np.ndarray | list[bytes]:
     field = CONTENTS_FIELD.get(spec.datatype)
     if field is None:
         if spec.datatype in v2.NUMERIC:  # FP16 has no typed field
             raise InvalidInput(f"input {spec.name!r}: {spec.datatype} travels as raw contents")
         return []  # v2.tensor refuses the datatype
     values = getattr(spec.contents, field)
+    if len(values) != math.prod(shape):  # before any copy: the shape has been bounded
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {shape} needs {math.prod(shape)} elements, "
+            f"got {len(values)}"
+        )
     if spec.datatype == "BYTES":
         return list(values)
     try:

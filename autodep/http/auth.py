@@ -13,11 +13,10 @@ sub-application.
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from autodep.bearer import given_token, matches
 from autodep.http import health, page
 from autodep.http.errors import error_response
 
@@ -33,15 +32,15 @@ def require_token(token: str) -> Middleware:
     async def bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.handler in PUBLIC:
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        given = given_token(request.headers.get("Authorization"))
+        if given is None:
             return error_response(
                 401,
                 "this server needs a bearer token: send 'Authorization: Bearer <token>' "
                 "(the token the server was started with, --auth-token)",
                 CHALLENGE,
             )
-        if not hmac.compare_digest(given.strip().encode(errors="replace"), expected):
+        if not matches(given, expected):
             return error_response(401, "wrong bearer token", CHALLENGE)
         return await handler(request)
 

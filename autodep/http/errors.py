@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
-
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from autodep.errors import AutodepError
-
-log = logging.getLogger(__name__)
+from autodep.errors import AutodepError, internal_error
 
 _REASONS = {
     404: "no such route; see the API in README.md (POST /predict/{model}, GET /status, /v2/...)",
@@ -30,6 +25,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except AutodepError as exc:
+        if exc.status == 500:  # not the client's doing: the details are for the log
+            return error_response(500, internal_error(exc, _what(request)))
         return error_response(exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -41,9 +38,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             message = f"request body too large: {exc.text}; send at most the --max-body limit"
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return error_response(exc.status, message, headers)
-    except Exception:
-        request_id = uuid.uuid4().hex[:12]
-        log.exception(
-            "request %s %s failed (request id %s)", request.method, request.path, request_id
-        )
-        return error_response(500, f"internal error (request id {request_id}); see the server log")
+    except Exception as exc:
+        return error_response(500, internal_error(exc, _what(request)))
+
+
+def _what(request: web.Request) -> str:
+    return f"request {request.method} {request.path}"

@@ -43,13 +43,15 @@ async def model_ready(request: web.Request) -> web.Response:
 async def infer(request: web.Request) -> web.Response:
     # 404 and 503 before the body is read: a refusal costs next to nothing.
     async with request.app[SERVICE].request(*_route(request)) as call:
-        body = await read_body(request)
+        config = request.app[SERVICE].config
+        body = await read_body(request, config.max_body, config.body_timeout)
         header_length = request.headers.get(HEADER_LENGTH)
         try:
             length = None if header_length is None else int(header_length)
         except ValueError:
             raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from None
-        response = await v2.infer(call, v2.parse_request(body, length))
+        parsed = v2.parse_request(body, length, admit=call.admit_items)
+        response = await v2.infer(call, parsed)
     payload, json_length = v2.serialize_response(response)
     if json_length is None:
         return web.Response(body=payload, content_type="application/json")

@@ -170,7 +170,7 @@ async def _relay(stream: asyncio.StreamReader, progress: Callable[[str, str], No
 def _command(job: Job) -> list[str]:
     """The child's command line, its job written where it looks."""
     entry = Path(job.entry)
-    entry.mkdir(parents=True, exist_ok=True)
+    cache.make_entry(entry)
     job_path = entry / "job.json"
     job_path.write_text(json.dumps(asdict(job)))
     # Deprecation notices of TorchScript and its exporter, at import: noise here.

@@ -130,6 +130,7 @@ class ModelPool:
         self._arrivals = 0
         self._busy_s = 0.0
         self._in_flight = 0
+        self._reserved = 0  # queue room held for requests admitted whole (see reserve)
         self._observed_at = time.monotonic()
 
     @property
@@ -164,21 +165,52 @@ class ModelPool:
             if isinstance(result, BaseException):
                 raise result
 
-    def admit(self) -> None:
-        """Raise now (503) if one more request would be refused: call it before reading a body."""
+    def admit(self, items: int = 1) -> None:
+        """Raise now (503) if `items` more requests would be refused: call it before reading a
+        body. Room held by `reserve` counts as taken."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; retry on another instance")
         if self.last_start_error is not None and not self.live:
             raise Unavailable(f"{self.last_start_error.message}; retrying soon", retry_after=5)
-        if len(self._queue) >= self.settings.max_queue:
+        waiting = len(self._queue) + self._reserved
+        if waiting + items > self.settings.max_queue:
+            more = "" if items == 1 else f", no room for {items} more of this request's items"
             raise QueueFull(
-                f"model {self.name!r} has {len(self._queue)} requests waiting "
-                f"(max_queue={self.settings.max_queue}); retry later"
+                f"model {self.name!r} has {waiting} requests waiting or arriving "
+                f"(max_queue={self.settings.max_queue}){more}; retry later"
             )
 
-    async def infer(self, item: Item) -> Inferred:
-        """Queue one request (a payload or input tensors) and wait for its outputs."""
-        self.admit()
+    def reserve(self, items: int) -> None:
+        """Admit a request's `items` as a whole and hold their room in the queue until each is
+        queued by `infer(..., reserved=True)` or given back by `release`.
+
+        Synchronous (no await between the check and the hold): a request either fits whole
+        or is refused before any of its items is parsed, tasked or queued.
+        """
+        self.admit(items)
+        self._reserved += items
+
+    @property
+    def reserved(self) -> int:
+        """Queue places held by admitted requests whose items are not queued yet (bodies
+        being read, items being parsed)."""
+        return self._reserved
+
+    def release(self, items: int) -> None:
+        """Give back room that `reserve` held and no item used (the request ended early)."""
+        self._reserved -= items
+
+    async def infer(self, item: Item, *, reserved: bool = False) -> Inferred:
+        """Queue one request (a payload or input tensors) and wait for its outputs.
+
+        `reserved`: its room was held by `reserve`, so only a shutdown refuses it now.
+        """
+        if reserved:
+            self._reserved -= 1
+            if self._closing:
+                raise ShuttingDown("the server is shutting down; retry on another instance")
+        else:
+            self.admit()
         pending = Pending(item, self._loop.create_future())
         self._arrivals += 1
         self._queue.append(pending)

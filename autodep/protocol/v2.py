@@ -27,6 +27,7 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,9 @@ NUMERIC = {
 }
 DATATYPE_OF = {dtype: name for name, dtype in NUMERIC.items()}
 _LENGTH = struct.Struct("<I")
+# A version number as a route or a gRPC field gives it: ASCII digits only (str.isdigit takes
+# "²"), and short (int() refuses over 4,300 digits; no version is that large anyway).
+_VERSION = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass
@@ -125,8 +129,46 @@ def model_metadata(served: ServedModel) -> dict[str, Any]:
 # -- requests ----------------------------------------------------------------
 
 
-def parse_request(body: bytes, header_length: int | None) -> InferRequest:
-    """A JSON body, or a JSON header followed by binary tensor data."""
+def version_number(text: str | None) -> int | None:
+    """A model version as a route or message names it ("" or None: the newest)."""
+    if not text:
+        return None
+    if not _VERSION.fullmatch(text):
+        raise InvalidInput(f"model version must be a whole number, not {text[:40]!r}")
+    return int(text)
+
+
+def item_count(datatype: str, shape: list[int]) -> int:
+    """How many requests to the pool an input makes: each BYTES element, or each row."""
+    if datatype == "BYTES":
+        return math.prod(shape)
+    return shape[0] if shape else 1
+
+
+# Admission of a request's items as a whole (`Call.admit_items`): raises 413 or 503.
+Admit = Callable[[int], None]
+
+
+def check_items(name: str, datatype: Any, shape: Any, admit: Admit | None) -> None:
+    """Refuse an input whose shape is malformed, then admit its items (`admit`).
+
+    Called before the input's elements are parsed: a request of 200,000 empty BYTES
+    elements, or one the queue has no room for, is refused before any of them (or any
+    task for them) exists.
+    """
+    _check_type(name, datatype, shape)
+    if admit is not None:
+        admit(item_count(datatype, shape))
+
+
+def parse_request(
+    body: bytes, header_length: int | None, admit: Admit | None = None
+) -> InferRequest:
+    """A JSON body, or a JSON header followed by binary tensor data.
+
+    `admit`: given each input's item count (BYTES elements, or rows) before its elements
+    are parsed; it raises to refuse the request.
+    """
     header_bytes = body if header_length is None else body[:header_length]
     if header_length is not None and not 0 < header_length <= len(body):
         raise InvalidInput("Inference-Header-Content-Length is outside the body")
@@ -136,7 +178,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     binary = memoryview(body)[len(header_bytes) :]
     inputs = []
     for spec in header["inputs"]:
-        tensor, used = _input_tensor(spec, binary)
+        tensor, used = _input_tensor(spec, binary, admit)
         binary = binary[used:]
         inputs.append(tensor)
     if len(binary):
@@ -162,7 +204,7 @@ def _parameters(spec: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
-def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
+def _input_tensor(spec: Any, binary: memoryview, admit: Admit | None) -> tuple[Tensor, int]:
     if not isinstance(spec, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype, data")
     name = str(spec.get("name", ""))
@@ -173,10 +215,11 @@ def _input_tensor(spec: Any, binary: memoryview) -> tuple[Tensor, int]:
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= len(binary):
             raise InvalidInput(f"input {name!r}: binary_data_size exceeds the data sent")
-        return tensor_from_raw(name, datatype, shape, binary[:size], parameters), size
+        raw = binary[:size]
+        return tensor_from_raw(name, datatype, shape, raw, parameters, admit), size
     if "data" not in spec:
         raise InvalidInput(f"input {name!r}: no data and no binary_data_size")
-    _check_type(name, datatype, shape)
+    check_items(name, datatype, shape, admit)
     return tensor(name, datatype, shape, _json_data(spec["data"], datatype, name), parameters), 0
 
 
@@ -203,11 +246,15 @@ def tensor_from_raw(
     shape: Any,
     raw: bytes | memoryview,
     parameters: dict[str, Any] | None = None,
+    admit: Admit | None = None,
 ) -> Tensor:
     """An input tensor from its raw bytes: row-major elements, or length-prefixed BYTES."""
-    _check_type(name, datatype, shape)
+    check_items(name, datatype, shape, admit)
     raw = memoryview(raw)
-    data = bytes_elements(raw, name) if datatype == "BYTES" else _numeric(raw, datatype, name)
+    if datatype == "BYTES":
+        data: np.ndarray | list[bytes] = bytes_elements(raw, name, limit=math.prod(shape))
+    else:
+        data = _numeric(raw, datatype, name)
     return tensor(name, datatype, shape, data, parameters)
 
 
@@ -225,10 +272,16 @@ def _numeric(raw: memoryview, datatype: str, name: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).copy()
 
 
-def bytes_elements(raw: memoryview, name: str) -> list[bytes]:
-    """BYTES elements from their serialized form: each a 4-byte little-endian length, then it."""
-    elements, offset = [], 0
+def bytes_elements(raw: memoryview, name: str, limit: int | None = None) -> list[bytes]:
+    """BYTES elements from their serialized form: each a 4-byte little-endian length, then it.
+
+    More than `limit` elements are refused as soon as the one too many is reached.
+    """
+    elements: list[bytes] = []
+    offset = 0
     while offset < len(raw):
+        if limit is not None and len(elements) == limit:
+            raise InvalidInput(f"input {name!r}: more BYTES elements than its shape holds")
         if offset + 4 > len(raw):
             raise InvalidInput(f"input {name!r}: truncated BYTES element length")
         (length,) = _LENGTH.unpack_from(raw, offset)
@@ -279,15 +332,6 @@ def requested_output(name: str, parameters: dict[str, Any]) -> RequestedOutput:
 # -- inference ---------------------------------------------------------------
 
 
-def version_number(text: str | None) -> int | None:
-    """A model version as a route or message names it ("" or None: the newest)."""
-    if not text:
-        return None
-    if not re.fullmatch("[0-9]{1,18}", text):
-        raise InvalidInput(f"model version must be a whole number, not {text[:40]!r}")
-    return int(text)
-
-
 async def infer(call: Call, request: InferRequest) -> InferResponse:
     """Run every item of the request through the call's model version (each item one
     request to the pool, so that they batch with others)."""
@@ -310,6 +354,8 @@ def _items(served: ServedModel, tensor: Tensor) -> list[Item]:
     kind = served.config.input
     if tensor.datatype == "BYTES":
         assert isinstance(tensor.data, list)
+        if not tensor.data:
+            raise InvalidInput(f"input {tensor.name!r}: no items (shape {tensor.shape})")
         return [_payload(kind, item, tensor.name) for item in tensor.data]
     if kind == "text":
         raise InvalidInput("a text model takes BYTES input (UTF-8 strings)")

@@ -14,4 +14,7 @@ entries.py    which entry a load without a config means (the YAML's, else the cu
 policy.py     version_policy: which versions of an entry are served
 poll.py       poll mode: watch the repository YAML and model files
 errors.py     the repository's refusals
+boundary.py   the trust boundary of loads: a client's entry names files only inside the
+              repository directory
+retention.py  which finished versions the history keeps (a bounded history)
 """

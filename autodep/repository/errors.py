@@ -17,6 +17,12 @@ class LoadFailed(AutodepError):
     status = 400
 
 
+class OverBudget(AutodepError):
+    """A load whose workers do not fit in --max-total-workers beside the running ones."""
+
+    status = 409
+
+
 def reason(error: BaseException) -> str:
     """An error as the index shows it."""
     if isinstance(error, AutodepError):

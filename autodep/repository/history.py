@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from autodep.metrics import VersionStats
+from autodep.repository.retention import kept
 from autodep.repository.versions import ModelVersion, State
 
 
 class History:
-    def __init__(self, on_change: Callable[[], None]) -> None:
+    def __init__(self, on_change: Callable[[], None], on_forget: Callable[[str], None]) -> None:
         self._on_change = on_change  # after every transition (the repository wakes waiters)
+        self._on_forget = on_forget  # a model with no record left (its metric series go too)
         self._records: list[ModelVersion] = []  # shown: live versions, the last finished ones
         self.transitions: Counter[tuple[str, str]] = Counter()  # (model, state entered)
 
@@ -43,18 +45,14 @@ class History:
         if record not in self._records:
             self._records.append(record)
         self.transitions[(record.model, record.state.value)] += 1
-        self._records = list(_visible(self._records))
+        before = {r.model for r in self._records}
+        self._records = kept(self._records)
+        for name in before - {r.model for r in self._records}:
+            self._forget(name)
         self._on_change()
 
-
-def _visible(records: list[ModelVersion]) -> Iterator[ModelVersion]:
-    """Live versions, and per (model, number) the newest finished one if no live one is newer."""
-    keys = {(r.model, r.number) for r in records}
-    for key in keys:
-        same = [r for r in records if (r.model, r.number) == key]
-        live = [r for r in same if r.live]
-        yield from live
-        finished = [r for r in same if not r.live]
-        newest_live = max((r.id for r in live), default=0)
-        if finished and (last := max(finished, key=lambda r: r.id)).id > newest_live:
-            yield last
+    def _forget(self, name: str) -> None:
+        """A model with no version left in the history: drop its transitions and series."""
+        for key in [k for k in self.transitions if k[0] == name]:
+            del self.transitions[key]
+        self._on_forget(name)

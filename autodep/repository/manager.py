@@ -24,18 +24,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from autodep.autoscale.manager import Autoscaler
 from autodep.codecs import Codec, codec_for
 from autodep.config import ModelConfig, ServerConfig, check_files, store_of
-from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound
+from autodep.errors import AutodepError, ConfigError, InvalidInput, ModelNotFound, ShuttingDown
 from autodep.metrics import Metrics, VersionStats
 from autodep.pool.pool import ModelPool
-from autodep.repository.budget import make_room
+from autodep.repository.boundary import confine, repository_root
+from autodep.repository.budget import make_room, room
 from autodep.repository.entries import entry_for
-from autodep.repository.errors import LoadFailed, ModelControlDisabled, reason
+from autodep.repository.errors import LoadFailed, ModelControlDisabled, OverBudget, reason
 from autodep.repository.history import History
 from autodep.repository.policy import select_versions
 from autodep.repository.poll import Plan, Watcher
@@ -63,12 +64,15 @@ class Repository:
         self._prepare = prepare
         self._autoscaler: Autoscaler | None = None  # once the Service has started one
         self._routes = Routes()
-        self._history = History(on_change=self._changed)
+        self._root = repository_root(config)  # the folder a load request may name files in
+        self._history = History(on_change=self._changed, on_forget=metrics.forget)
         self._entries: dict[str, ModelConfig] = {}  # the entry each model was loaded from
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._condition: asyncio.Condition | None = None  # created in the running loop
         self._watcher: Watcher | None = None
+        self._loading = 0  # workers the loads in progress may start (see budget.room)
+        self._stopping = False  # shutdown began: no load is accepted or finishes READY
         metrics.watch_versions(self.version_stats)
 
     # -- startup and shutdown ------------------------------------------------
@@ -110,7 +114,12 @@ class Repository:
         self._autoscaler = autoscaler
 
     async def stop(self) -> None:
-        """Stop polling and the retirements in progress (shutdown then drains every pool)."""
+        """Stop polling and the retirements in progress (shutdown then drains every pool).
+
+        From now on a load is refused, and one still warming up ends FAILED, its
+        workers stopped: shutdown would never drain a version that became READY later.
+        """
+        self._stopping = True
         if self._watcher is not None:
             await self._watcher.stop()
         for task in list(self._tasks):
@@ -169,12 +178,18 @@ class Repository:
     # -- requests (the control routes) ---------------------------------------
 
     async def load(self, name: str, entry: ModelConfig | None = None) -> None:
-        """Load a model, or reload it (a new file or settings) without failing a request."""
+        """Load a model, or reload it (a new file or settings) without failing a request.
+
+        A given `entry` is the client's: its files must be inside the repository directory.
+        """
         self._require_explicit("load")
+        self._refuse_if_stopping()
         if entry is None:
             entry = entry_for(name, self._config, self._entries)
         elif entry.name != name:
             raise InvalidInput(f"the config names model {entry.name!r}, the route {name!r}")
+        else:
+            entry = confine(entry, self._root)
         await self._roll_out(entry)
 
     async def refresh(self, name: str) -> None:
@@ -200,10 +215,22 @@ class Repository:
             except ConfigError as exc:
                 raise LoadFailed(exc.message) from None
             targets = select_versions(entry)
-            fresh = await asyncio.gather(
-                *(self._load_version(config, number) for number, config in targets.items())
-            )
+            # Counted against the budget with no await before the hold: never over it.
+            needed = self._fits(name, targets.values())
+            self._loading += needed
+            try:
+                fresh = await asyncio.gather(
+                    *(self._load_version(config, number) for number, config in targets.items())
+                )
+            finally:
+                self._loading -= needed
             ready = [i for i in fresh if i is not None]
+            if self._stopping:  # versions ready before shutdown began are not routed now
+                for instance in ready:
+                    await instance.served.pool.close()
+                    self._routes.remove(instance)
+                    instance.record.to(State.FAILED, "the server is shutting down")
+                self._refuse_if_stopping()
             numbers = {i.record.number for i in ready}
             # Replaced: older loads of the numbers that loaded now, and, once anything of
             # the new entry serves, the numbers its version_policy no longer names.
@@ -248,8 +275,10 @@ class Repository:
         workers = max(1, pool.settings.min_workers)
         # Reserved out of the autoscaler's budget while loading; older versions make room.
         self._reserve(workers)
+        older = [i.served.pool for i in self._routes.routed(config.name)]
+        others = [p for p in self._routes.pools().values() if p not in older]
         make_room(
-            [i.served.pool for i in self._routes.routed(config.name)],
+            older + others,
             in_use=sum(p.live for p in self._routes.pools().values()),
             workers=workers,
             budget=self._config.worker_budget,
@@ -257,6 +286,7 @@ class Repository:
         )
         try:
             await pool.start(workers)
+            self._refuse_if_stopping()
         except Exception as exc:
             await pool.close()
             self._routes.remove(instance)
@@ -271,6 +301,23 @@ class Repository:
             self._release(workers)
         record.to(State.READY, "loaded; workers warmed up")
         return instance
+
+    def _fits(self, name: str, versions: Iterable[ModelConfig]) -> int:
+        """The workers these versions start (409 unless they fit in the worker budget)."""
+        needed = sum(max(1, self._config.settings_for(v).min_workers) for v in versions)
+        budget = self._config.worker_budget
+        free = room(budget, self._routes.pools().values(), self._loading)
+        if needed > free:
+            raise OverBudget(
+                f"model {name!r} needs {needed} worker(s) to load (workers.min of each "
+                f"version), and the worker budget (--max-total-workers {budget}) has room "
+                f"for {max(free, 0)}; unload a model or raise the budget"
+            )
+        return needed
+
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping:
+            raise ShuttingDown("the server is shutting down: no model is loaded any more")
 
     def _reserve(self, workers: int) -> None:
         if self._autoscaler is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from autodep.optimize.candidates import imported
+from autodep.worker.pt2 import load_exported
 from autodep.worker.spec import VariantSpec
 
 
@@ -26,12 +27,19 @@ class LoadContext:
     cache_dir: Path  # the search's cache entry: room for runtime caches (OpenVINO's model cache)
 
 
-def load_model(path: str, variant: VariantSpec | None = None) -> Any:
-    """A TorchScript file, or a `torch.export` program (`.pt2`); or the optimized `variant`."""
+def load_model(
+    path: str, variant: VariantSpec | None = None, *, trust_pickles: bool = False
+) -> Any:
+    """A TorchScript file, or a `torch.export` program (`.pt2`); or the optimized `variant`.
+
+    A `.pt2` whose archive carries pickled objects loads only if `trust_pickles`
+    (autodep.worker.pt2). Either kind of file is code all the same: TorchScript runs
+    what its author wrote, so only the operator chooses which files may load.
+    """
     if variant is not None:
         return load_variant(variant)
     if Path(path).suffix == ".pt2":
-        return torch.export.load(path).module()
+        return load_exported(path, trust_pickles)
     with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the input
         warnings.simplefilter("ignore", FutureWarning)
         model = torch.jit.load(path, map_location="cpu")  # type: ignore[no-untyped-call]

@@ -40,6 +40,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,9 +56,10 @@ from autodep.pool.shm import SharedBuffer
 from autodep.worker import affinity
 from autodep.worker.loading import load_model
 from autodep.worker.runners import Runner, make_runner
-from autodep.worker.spec import WorkerSpec
+from autodep.worker.spec import VariantSpec, WorkerSpec
 
 _PR_SET_PDEATHSIG = 1
+MAX_REASON = 300  # characters of a model's exception that a client is told
 
 
 def run_worker(
@@ -92,8 +94,8 @@ def _load(spec: WorkerSpec) -> tuple[Runner, Runner | None]:
     if variant is not None and variant.wide_threads > variant.threads:
         affinity.pin(spec.pool_cores)  # OpenVINO gives a model no more threads than the mask
         wide_variant = replace(variant, threads=variant.wide_threads)
-        wide = make_runner(load_model(spec.path, wide_variant), spec.input, spec.output)
-    runner = make_runner(load_model(spec.path, variant), spec.input, spec.output)
+        wide = make_runner(_model(spec, wide_variant), spec.input, spec.output)
+    runner = make_runner(_model(spec, variant), spec.input, spec.output)
     # Warm up on the worker's own cores: a runtime's threads made now keep that mask (and
     # OpenVINO's put it back when they leave a batch).
     affinity.pin(spec.cores)
@@ -101,6 +103,10 @@ def _load(spec: WorkerSpec) -> tuple[Runner, Runner | None]:
         if form is not None:
             _warm_up(form, spec)
     return runner, wide
+
+
+def _model(spec: WorkerSpec, variant: VariantSpec | None) -> Any:
+    return load_model(spec.path, variant, trust_pickles=spec.trust_pickles)
 
 
 class _Server:
@@ -144,22 +150,24 @@ class _Server:
                 decoded = list(self._decoding.map(self._decode, requests))
             else:
                 decoded = [self._decode(r) for r in requests]
-            good = [d for d in decoded if isinstance(d, Decoded)]
             decode_s = time.monotonic() - began
-            results: list[list[torch.Tensor]] = []
-            if good:
-                results = runner([[torch.from_numpy(t) for t in d.tensors] for d in good])
+            ran = iter(_run(runner, [d for d in decoded if isinstance(d, Decoded)]))
+            # Per request: its output tensors, or the (status, message) of why it has none.
+            answered = [next(ran) if isinstance(d, Decoded) else d for d in decoded]
             compute_s = time.monotonic() - began - decode_s
-            specs = iter(
-                self._outputs.write([[t.detach().contiguous().numpy() for t in r] for r in results])
-            )
+            results = [
+                [t.detach().contiguous().numpy() for t in r]
+                for r in answered
+                if isinstance(r, list)
+            ]
+            specs = iter(self._outputs.write(results))
         except Exception as exc:
             return error_message(exc, message["id"])
         answers = [
             {"tensors": [s.to_wire() for s in next(specs)], "meta": d.meta}
-            if isinstance(d, Decoded)
-            else {"error": d}
-            for d in decoded
+            if isinstance(d, Decoded) and isinstance(r, list)
+            else {"error": r}
+            for d, r in zip(decoded, answered, strict=True)
         ]
         return {
             "op": "result",
@@ -184,6 +192,43 @@ class _Server:
             return exc.status, exc.message
         except Exception as exc:  # a decoder bug: this request fails, the batch goes on
             return 500, f"decoding failed: {type(exc).__name__}: {exc}"
+
+
+def _run(runner: Runner, batch: list[Decoded]) -> list[list[torch.Tensor] | tuple[int, str]]:
+    """Each item's outputs, or the (status, message) of why the model refused it.
+
+    When the model fails on a batch, each item is run again alone: an input it
+    cannot take (a wrong shape for a tensor model without `input_shape`) then
+    fails by itself, and the others of its batch are answered.
+    """
+    inputs = [[torch.from_numpy(t) for t in d.tensors] for d in batch]
+    if not inputs:
+        return []
+    try:
+        return list(runner(inputs))
+    except Exception as exc:
+        if len(inputs) == 1:
+            return [_refused(exc)]
+    answers: list[list[torch.Tensor] | tuple[int, str]] = []
+    for item in inputs:
+        try:
+            answers.extend(runner([item]))
+        except Exception as exc:
+            answers.append(_refused(exc))
+    return answers
+
+
+def _refused(exc: Exception) -> tuple[int, str]:
+    """A model's exception on one input alone: a 400 naming what went wrong.
+
+    Only the exception's last line travels: a TorchScript error's earlier lines
+    quote the model's source and its author's file paths.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else type(exc).__name__
+    if len(last) > MAX_REASON:
+        last = last[: MAX_REASON - 3] + "..."
+    return 400, f"the model could not run on this input ({last}); check its shape and type"
 
 
 def _warm_up(runner: Runner, spec: WorkerSpec) -> None:

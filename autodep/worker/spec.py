@@ -36,6 +36,7 @@ class WorkerSpec:
     variant: VariantSpec | None = None  # None: the model file as given
     cores: tuple[int, ...] = ()  # the cores this worker owns (set per worker); empty: no pinning
     pool_cores: tuple[int, ...] = ()  # all the cores of its pool: where lone batches run
+    trust_pickles: bool = False  # load a .pt2 whose archive holds pickles (--trust-pt2-pickles)
 
     @classmethod
     def of(
@@ -44,6 +45,7 @@ class WorkerSpec:
         threads: int,
         example: tuple[tuple[tuple[int, ...], str], ...],
         variant: VariantSpec | None = None,
+        trust_pickles: bool = False,
     ) -> WorkerSpec:
         return cls(
             model=model.name,
@@ -54,4 +56,5 @@ class WorkerSpec:
             config=model,
             example=example,
             variant=variant,
+            trust_pickles=trust_pickles,
         )

@@ -248,9 +248,12 @@ def red_image_request(model: str) -> Any:
     return request
 
 
-async def test_a_reload_during_a_grpc_request_waits_for_it(serve, start_grpc, gated, model_dir):
+async def test_a_reload_during_a_grpc_request_waits_for_it(
+    serve, start_grpc, gated, model_dir, monkeypatch
+):
     """As over HTTP (tests/repository/test_repository.py): the request finishes on the
     version it found."""
+    monkeypatch.chdir(model_dir)  # a load names files inside the server's working directory
     model_path, gate = gated
     server = await serve(
         model_path, max_workers=1, max_total_workers=2, model_control_mode="explicit"
@@ -306,10 +309,11 @@ async def test_a_token_is_needed_except_for_health(serve, start_grpc, color_mode
         "get_model_metadata", "colors", headers={"authorization": "Bearer wrong"}
     )
     assert error.status() == "StatusCode.UNAUTHENTICATED"
-    meta = await clients.grpc_call(
-        "get_model_metadata", "colors", headers={"authorization": "Bearer s3cret"}
-    )
-    assert meta.name == "colors"
+    for value in ("Bearer s3cret", "bearer s3cret", "BEARER  s3cret"):  # as HTTP reads it
+        meta = await clients.grpc_call(
+            "get_model_metadata", "colors", headers={"authorization": value}
+        )
+        assert meta.name == "colors", value
 
 
 def test_serve_takes_grpc_port(color_model, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,24 +19,19 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from autodep import Autodep
+from tests.support.fuzzing import EXAMPLES, Fuzzed, json_values
 from tests.support.images import image_bytes
 from tests.support.leaks import checked_for_leftovers
 from tests.support.servers import start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-EXAMPLES = settings(
-    deadline=None,
-    max_examples=200,  # about 30 s for the four properties on a busy 2-core machine
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 IMAGE = image_bytes("red")
+MAX_ITEMS = 8  # the fuzzed server's --max-items-per-request
 CONTENT_TYPES = [
     "image/jpeg",
     "image/png",
@@ -58,25 +54,6 @@ PATHS = ["/predict", "/predict/colors", "/predict/nope"]
 V2_PATHS = ["/v2/models/colors/infer", "/v2/models/colors/versions/1/infer"]
 
 
-class Fuzzed:
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
-        self.url = url
-        self.session = session
-
-    async def post(
-        self, path: str, data: Any, headers: dict[str, str] | None = None, query: str = ""
-    ) -> None:
-        """Send one request; assert that it is answered below 500 and the server lives."""
-        url = self.url + path + (f"?{query}" if query else "")
-        async with self.session.post(url, data=data, headers=headers) as response:
-            body = await response.read()
-            assert response.status < 500, (response.status, body[:300])
-            if response.status >= 400:
-                assert "error" in json.loads(body), body[:300]
-        async with self.session.get(self.url + "/v2/health/live") as response:
-            assert response.status == 200
-
-
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
     """The module's one server outlives each test: `fuzzed` checks for leftovers at its end."""
@@ -86,7 +63,9 @@ def no_leftovers() -> Iterator[None]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fuzzed(color_model: Any) -> AsyncIterator[Fuzzed]:
     with checked_for_leftovers():
-        service = Autodep(color_model, max_workers=1, max_body=1 << 20)
+        service = Autodep(
+            color_model, max_workers=1, max_body=1 << 20, max_items_per_request=MAX_ITEMS
+        )
         runner, url = await start_server(service)
         try:
             async with aiohttp.ClientSession() as session:
@@ -157,13 +136,6 @@ async def test_predict_multipart(
     await fuzzed.post("/predict", data, query=query)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 shapes = st.lists(st.integers(-2, 300) | st.sampled_from([2**31, 2**63, 10**30]), max_size=4)
 v2_inputs = st.fixed_dictionaries(
     {},
@@ -236,6 +208,72 @@ async def test_v2_binary(fuzzed: Fuzzed, request: Any, binary: list[bytes], leng
     elif length is not None and length.isprintable():
         headers["Inference-Header-Content-Length"] = length
     await fuzzed.post("/v2/models/colors/infer", header + tail, headers)
+
+
+# -- V2 shapes and element counts ---------------------------------------------
+
+counts = st.integers(0, 3 * MAX_ITEMS) | st.sampled_from([200_000, 2**31])
+versions = st.one_of(
+    st.sampled_from(["1", "2", "0", "01", "²", "\u0661", "1.0", "-1", " 1", "1" * 5000, "9" * 19]),
+    st.text(max_size=6),
+)
+
+
+def _items_declared(datatype: str, shape: list[int]) -> int:
+    return math.prod(shape) if datatype == "BYTES" else (shape[0] if shape else 1)
+
+
+@EXAMPLES
+@given(
+    datatype=st.sampled_from(["BYTES", "FP32", "UINT8"]),
+    shape=st.lists(counts, min_size=1, max_size=3),
+    sent=st.integers(0, 3 * MAX_ITEMS),
+    binary=st.booleans(),
+    classification=st.none() | st.integers(1, 3),
+)
+async def test_v2_shapes_and_element_counts(
+    fuzzed: Fuzzed,
+    datatype: str,
+    shape: list[int],
+    sent: int,
+    binary: bool,
+    classification: int | None,
+) -> None:
+    """Any shape against any number of elements: a 4xx, and a 413 above the item bound."""
+    tensor: dict[str, Any] = {"name": "input", "datatype": datatype, "shape": shape}
+    if datatype == "BYTES":
+        elements = [IMAGE[:n] for n in range(sent)]
+        raw = b"".join(struct.pack("<I", len(e)) + e for e in elements)
+        data: list[Any] = [e.decode("latin-1") for e in elements]
+    else:
+        raw = bytes(sent * (4 if datatype == "FP32" else 1))
+        data = [0] * sent
+    if binary:
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+    else:
+        tensor["data"] = data
+    request: dict[str, Any] = {"inputs": [tensor]}
+    if classification is not None:
+        request["outputs"] = [
+            {"name": "probabilities", "parameters": {"classification": classification}}
+        ]
+    header = json.dumps(request).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header))} if binary else {}
+    status = await fuzzed.post(
+        "/v2/models/colors/infer", header + (raw if binary else b""), headers
+    )
+    if _items_declared(datatype, shape) > MAX_ITEMS:
+        assert status == 413, (shape, status)
+
+
+@EXAMPLES
+@given(version=versions, route=st.sampled_from(["", "/ready", "/infer"]))
+async def test_v2_version_routes(fuzzed: Fuzzed, version: str, route: str) -> None:
+    path = f"/v2/models/colors/versions/{aiohttp.helpers.quote(version, safe='')}{route}"
+    if route == "/infer":
+        await fuzzed.post(path, b"{}", {"Content-Type": "application/json"})
+    else:
+        await fuzzed.get(path)
 
 
 @pytest.mark.parametrize("depth", [900, 100_000])

@@ -21,6 +21,7 @@ def settings(**overrides: Any) -> PoolSettings:
         "max_workers": 1,
         "threads": None,
         "max_queue": 8,
+        "max_items": 8,
         "idle_timeout": 30.0,
         "request_timeout": 5.0,
         "max_batch_size": 4,

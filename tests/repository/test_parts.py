@@ -12,6 +12,7 @@ from autodep.errors import ConfigError
 from autodep.repository.inflight import InFlight
 from autodep.repository.policy import chosen, select_versions
 from autodep.repository.poll import Plan, Quiet, Watched, plan
+from autodep.repository.retention import kept
 from autodep.repository.versions import ModelVersion, State, TransitionError
 
 
@@ -144,3 +145,26 @@ def test_poll_plan():
     }
     assert plan(before, after) == Plan(load=("one", "three"), unload=("two",))
     assert plan(before, before) == Plan()
+
+
+def test_history_keeps_live_versions_and_the_newest_finished_ones():
+    def finished(model: str, number: int, state: State) -> ModelVersion:
+        record = ModelVersion(model, number)
+        if state is State.FAILED:
+            record.to(State.FAILED, "broken")
+        else:
+            record.to(State.READY, "ok")
+            record.to(State.DRAINING, "replaced")
+            record.to(State.UNLOADED, "stopped")
+        return record
+
+    serving = ModelVersion("serving", 1)
+    serving.to(State.READY, "ok")
+    failures = [finished(f"bad{n}", 1, State.FAILED) for n in range(5)]
+    reloaded = finished("serving", 1, State.UNLOADED)  # older than nothing live: shown
+    records = [serving, *failures, reloaded]
+    assert kept(records, history=3) == [serving, failures[3], failures[4], reloaded]
+    newer = ModelVersion("serving", 1)  # a live load newer than the unloaded one hides it
+    assert kept([*records, newer], history=3) == [serving, *failures[2:], newer]
+    retried = finished("bad4", 1, State.FAILED)  # per model and number, only the newest
+    assert kept([*records, retried], history=2) == [serving, reloaded, retried]

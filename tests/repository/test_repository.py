@@ -37,6 +37,13 @@ def reversed_model(model_dir):
     return models.save(models.ReversedColorNet(), model_dir / "reversed.pt", labels=V2_LABELS)
 
 
+@pytest.fixture(autouse=True)
+def in_model_dir(model_dir, monkeypatch):
+    """A load request names files inside the repository directory: without --config, the
+    server's working directory. These servers start in the folder of the test models."""
+    monkeypatch.chdir(model_dir)
+
+
 def v2_entry(reversed_model, **fields):
     return json.dumps(
         {
@@ -147,24 +154,27 @@ async def test_a_broken_new_file_leaves_the_old_version_serving(serve, color_mod
     ready_only = (await post(server, "/v2/repository/index", {"ready": True}))[1]
     assert entries(ready_only, "colors") == [("1", "READY", "")]
     status, answer = await load(server, "colors", json.dumps({"path": "missing.pt"}))
-    assert status == 400 and "path: no such file" in answer["error"]
+    assert status == 400 and "path: no readable file 'missing.pt'" in answer["error"]
 
 
 async def test_versions_by_number_and_the_newest_by_default(
     serve, tmp_path, color_model, reversed_model
 ):
+    for model in (color_model, color_model.with_name("colors.labels.txt"), reversed_model):
+        shutil.copy(model, tmp_path)  # the repository's folder: loads name files inside it
     repository = tmp_path / "models.yaml"
     repository.write_text(
-        f"""
+        """
 models:
   - name: colors
-    versions: {{1: {color_model}, 2: {reversed_model}}}
-    version_policy: {{specific: [1, 2]}}
-    labels: {color_model.with_name("colors.labels.txt")}
-    workers: {{max: 1}}
+    versions: {1: colors.pt, 2: reversed.pt}
+    version_policy: {specific: [1, 2]}
+    labels: colors.labels.txt
+    workers: {max: 1}
 """
     )
-    server = await serve(repository=repository, max_total_workers=2, model_control_mode="explicit")
+    # 3: version 2 reloads beside the two serving (a load never exceeds the budget)
+    server = await serve(repository=repository, max_total_workers=3, model_control_mode="explicit")
     c = client(server)
     for version, expected in (("1", "red"), ("2", "blue"), ("", "blue")):
         assert await in_thread(infer, c, "colors", version) == expected, version
@@ -175,7 +185,7 @@ models:
     assert entries(index, "colors") == [("1", "READY", ""), ("2", "READY", "")]
 
     # A new policy: version 1 leaves, version 2 is loaded again.
-    policy = {"versions": {"1": str(color_model), "2": str(reversed_model)}}
+    policy = {"versions": {"1": "colors.pt", "2": "reversed.pt"}}
     config = json.dumps({**policy, "version_policy": {"latest": 1}})
     status, answer = await load(server, "colors", config)
     assert status == 200, answer

@@ -70,3 +70,9 @@ def request(
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+async def queue_depth(server: Server, model: str) -> int:
+    """The model's queue depth, as /status gives it."""
+    _, body = await server.get("/status")
+    return body["models"][model]["queue_depth"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 
 import pytest
@@ -112,7 +113,7 @@ async def test_workers_killed_under_load_lose_no_request(serve, slow_model, capl
     assert "scaling down" not in caplog.text
 
 
-async def test_a_request_that_kills_its_worker_twice_fails_alone(serve, gated):
+async def test_a_request_that_kills_its_worker_twice_fails_alone(serve, gated, caplog):
     model, gate = gated
     server = await serve(model, min_workers=1, max_workers=1, max_batch_size=4)
     poison = asyncio.ensure_future(server.predict(image_bytes("blue")))
@@ -130,7 +131,12 @@ async def test_a_request_that_kills_its_worker_twice_fails_alone(serve, gated):
             await gate.wait_entered(2)  # it came back first, and alone, in the replacement
             assert (await server.get("/status"))[1]["models"]["gated"]["queue_depth"] == 2
     status, body, _ = await poison
-    assert status == 500 and "worker process died" in body["error"]
+    # A 500 names a request id; what happened is in the server's log under that id.
+    request_id = re.fullmatch(
+        r"internal error \(request id (\w+)\); see the server log", body["error"]
+    )
+    assert status == 500 and request_id, body
+    assert f"(request id {request_id.group(1)}): model 'gated': worker process died" in caplog.text
     gate.open()
     assert [(s, b["predictions"][0]["label"]) for s, b, _ in await asyncio.gather(*others)] == [
         (200, "red"),
