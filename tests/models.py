@@ -241,6 +241,32 @@ class TurnstileColorNet(nn.Module):
     product first makes torch start its OpenMP threads (when it has more than one).
     """
 
+    def __init__(self, gate: str) -> None:
+        super().__init__()
+        self.gate = gate
+        self.weight = nn.Parameter(torch.randn(256, 256) * 0.05, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (self.weight @ self.weight).mean() * 0.0
+        if bool(x.abs().sum() > 0):
+            flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
+            turn = int(flags[0])
+            flags[0] += 1
+            while int(flags[1]) <= turn:
+                pass
+        return x.mean(dim=(2, 3)) * 10.0 + z
+
+
+class Turnstile(Gate):
+    """The test's side of a `TurnstileColorNet`."""
+
+    def release(self, count: int = 1) -> None:
+        with self.path.open("r+b") as file:
+            file.seek(1)
+            released = file.read(1)[0]
+            file.seek(1)
+            file.write(bytes([released + count]))
+
 
 class ScaledColorNet(nn.Module):
     """ColorNet with one parameter, so that an exported program has a weight to pickle."""
@@ -310,28 +336,6 @@ class GatedWarmUp(nn.Module):
     def __init__(self, gate: str) -> None:
         super().__init__()
         self.gate = gate
-        self.weight = nn.Parameter(torch.randn(256, 256) * 0.05, requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (self.weight @ self.weight).mean() * 0.0
-        if bool(x.abs().sum() > 0):
-            flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
-            turn = int(flags[0])
-            flags[0] += 1
-            while int(flags[1]) <= turn:
-                pass
-        return x.mean(dim=(2, 3)) * 10.0 + z
-
-
-class Turnstile(Gate):
-    """The test's side of a `TurnstileColorNet`."""
-
-    def release(self, count: int = 1) -> None:
-        with self.path.open("r+b") as file:
-            file.seek(1)
-            released = file.read(1)[0]
-            file.seek(1)
-            file.write(bytes([released + count]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flags = torch.from_file(self.gate, shared=True, size=2, dtype=torch.uint8)
