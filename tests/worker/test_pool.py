@@ -164,8 +164,9 @@ async def test_a_full_queue_answers_503_with_retry_after(serve, slow_model):
     assert all(s in (200, 503) for s in statuses)
 
 
-async def test_a_slow_request_times_out_with_504(serve, slow_model):
-    server = await serve(slow_model, max_workers=1, request_timeout=0.01)
+async def test_a_slow_request_times_out_with_504(serve, gated):
+    model, _ = gated  # the gate opens after the test: no answer can come before the timeout
+    server = await serve(model, max_workers=1, request_timeout=0.2)
     status, body, _ = await server.predict(image_bytes("green"))
     assert status == 504
     assert "did not answer" in body["error"]
