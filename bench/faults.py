@@ -54,6 +54,7 @@ PARAMS = [
 ]
 SECTIONS = ("crash", "overload", "soak")
 WORKERS = ["--min-workers", "2", "--max-workers", "2"]
+WAIT = ["--optimize-wait", "on"]  # searched before serving: not the file as given beside a search
 READY_TIMEOUT = 60.0  # seconds for killed workers to be replaced once the load stops
 SAMPLE_S = 0.25  # memory sampling period during the overload
 
@@ -281,7 +282,9 @@ async def overload(
 ) -> None:
     """Throughput at the base concurrency, then goodput and 503s at overload_factor x it."""
     optimize = (
-        ["--optimize", "auto", "--optimize-budget", str(args.optimize_budget)]
+        # Searched before it serves: a first start would otherwise serve the file as given
+        # while the search runs beside the load.
+        ["--optimize", "auto", "--optimize-budget", str(args.optimize_budget), *WAIT]
         if args.optimize_budget
         else ["--optimize", "off"]
     )
