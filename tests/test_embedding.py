@@ -7,6 +7,7 @@ from aiohttp import web
 
 from autodep import Autodep, BlockingAutodep
 from tests.support.images import image_bytes
+from tests.support.servers import listening
 
 
 async def test_async_context_manager_has_workers_ready_on_enter(color_model):
@@ -32,24 +33,16 @@ async def test_app_mounts_as_a_sub_application(color_model):
 
         parent.router.add_get("/", home)
         parent.add_subapp("/ml", ad.app)
-        runner = web.AppRunner(parent)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        try:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(
-                    f"http://{host}:{port}/ml/predict",
-                    data=image_bytes("blue"),
-                    headers={"Content-Type": "image/jpeg"},
-                ) as response:
-                    assert response.status == 200
-                    assert (await response.json())["predictions"][0]["label"] == "blue"
-                async with session.get(f"http://{host}:{port}/") as response:
-                    assert await response.text() == "host app"
-        finally:
-            await runner.cleanup()
+        async with listening(parent) as base, aiohttp.ClientSession() as session:
+            async with session.post(
+                base + "/ml/predict",
+                data=image_bytes("blue"),
+                headers={"Content-Type": "image/jpeg"},
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["predictions"][0]["label"] == "blue"
+            async with session.get(base + "/") as response:
+                assert await response.text() == "host app"
 
 
 def test_blocking_helper_for_scripts(color_model):

@@ -9,6 +9,7 @@ from aiohttp import web
 from autodep import Autodep
 from autodep.errors import ConfigError
 from tests.support.images import image_bytes
+from tests.support.servers import listening
 
 TOKEN = "s3cret-t0ken"
 JPEG = {"Content-Type": "image/jpeg"}
@@ -80,16 +81,9 @@ async def test_the_token_guards_a_mounted_sub_application(color_model):
     async with Autodep(color_model, auth_token=TOKEN) as ad:
         parent = web.Application()
         parent.add_subapp("/ml", ad.app)
-        runner = web.AppRunner(parent)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}/ml"
-        try:
+        async with listening(parent) as base:
+            url = base + "/ml"
             async with aiohttp.ClientSession() as session:
                 assert (await call(session, "POST", url + "/predict"))[0] == 401
                 assert (await call(session, "POST", url + "/predict", TOKEN))[0] == 200
                 assert (await call(session, "GET", url + "/v2/health/live"))[0] == 200
-        finally:
-            await runner.cleanup()

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from autodep import Autodep
 from tests.support.images import image_bytes
+from tests.support.servers import listening
 from tests.support.waiting import wait_for
 
 HEAD = (
@@ -96,17 +97,10 @@ async def test_the_body_limit_holds_under_a_mounted_sub_application(color_model)
     async with Autodep(color_model, max_workers=1, max_body=1 << 20) as ad:
         parent = web.Application(client_max_size=64 << 20)
         parent.add_subapp("/ml", ad.app)
-        runner = web.AppRunner(parent)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}/ml/v2/models/colors/infer"
-        try:
+        async with listening(parent) as base:
+            url = base + "/ml/v2/models/colors/infer"
             async with aiohttp.ClientSession() as session:
                 for data in (io.BytesIO(b"x" * (2 << 20)), chunked(b"x" * (2 << 20))):
                     async with session.post(url, data=data) as response:
                         answer = await response.json()
                     assert response.status == 413 and "limit" in answer["error"], answer
-        finally:
-            await runner.cleanup()

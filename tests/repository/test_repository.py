@@ -24,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 from autodep import Autodep
 from tests import models
 from tests.support.images import image_bytes
-from tests.support.servers import Server
+from tests.support.servers import Server, listening
 from tests.support.triton_client import client, in_thread
 
 V2_LABELS = ("v2-red", "v2-green", "v2-blue")
@@ -337,13 +337,8 @@ async def test_mounted_under_a_prefix_a_reload_waits_for_a_body_still_arriving(
     async with Autodep(color_model, max_workers=1, model_control_mode="explicit") as ad:
         parent = web.Application()
         parent.add_subapp("/ml", ad.app)
-        runner = web.AppRunner(parent, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            server = Server(ad, f"http://{host}:{port}/ml", aiohttp.ClientSession())
+        async with listening(parent) as base:
+            server = Server(ad, base + "/ml", aiohttp.ClientSession())
             async with server.session:
                 old = ad.model("colors")
                 asking = asyncio.create_task(
@@ -373,8 +368,6 @@ async def test_mounted_under_a_prefix_a_reload_waits_for_a_body_still_arriving(
                 await repository.wait_until(
                     lambda: repository.transitions["colors", "unloaded"] == 1, DEADLINE
                 )
-        finally:
-            await runner.cleanup()
 
 
 async def test_a_request_held_by_one_model_does_not_hold_anothers_rollout(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -34,6 +36,20 @@ class Server:
     async def get(self, path: str) -> tuple[int, dict[str, Any]]:
         async with self.session.get(self.url + path) as response:
             return response.status, await response.json()
+
+
+@contextlib.asynccontextmanager
+async def listening(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on 127.0.0.1, a free port, for the block: its base URL."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def start_server(service: Autodep) -> tuple[web.AppRunner, str]:
