@@ -77,7 +77,7 @@ async def execute(
         try:
             for index, request in enumerate(requests):
                 delay = start + request.t - time.monotonic()
-                if delay > 0:
+                if delay > 0:  # open loop: each request leaves at its scheduled time
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(sender.send(index, request)))
             await asyncio.gather(*tasks)
@@ -90,7 +90,7 @@ async def execute(
             bar.close()
         if scraper and scraping:
             if not interrupted:
-                await asyncio.sleep(config.linger)
+                await asyncio.sleep(config.linger)  # scrape the tail: a measuring window
             scraper.stop()
             await scraping
     return RunResult(
