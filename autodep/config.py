@@ -321,6 +321,14 @@ class ServerConfig(BaseSettings):
         description="load .pt2 files that carry pickled objects or shared libraries: code "
         "that runs at load (default off: such files are refused)",
     )
+    server_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="niceness the server process takes once a model's queue has refused "
+        "requests for two ticks in a row (0: never): refusals then yield the cores to the "
+        "workers",
+    )
     log_level: str = Field(default="INFO", description="logging level")
     # Not flags: what --model, --labels and --config name (see server_config).
     repository: Path | None = None  # the --config YAML, re-read by load requests and poll mode

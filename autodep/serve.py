@@ -21,10 +21,12 @@ from typing import Any, Union, get_args, get_origin
 from aiohttp import web
 from pydantic.fields import FieldInfo
 
+from autodep import priority
 from autodep.config import ENV_PREFIX, ServerConfig, from_environment, server_config
 from autodep.errors import ConfigError, WorkerStartError
 from autodep.grpc import GrpcServer
 from autodep.http.app import build_app
+from autodep.http.runner import JsonErrorsRunner
 from autodep.pool.launcher import stop_helpers
 from autodep.service import Service
 
@@ -125,7 +127,7 @@ async def serve(config: ServerConfig) -> int:
         # 5. Stop the forkserver and the resource tracker: exit only after every child.
         unwind.push_async_callback(_stop_helpers)
         service = Service(config=config)
-        runner = web.AppRunner(build_app(service), handle_signals=False, access_log=None)
+        runner = JsonErrorsRunner(build_app(service), handle_signals=False, access_log=None)
         await runner.setup()
         # 4. Close the listening sockets and the idle connections (HTTP last: gRPC first).
         unwind.push_async_callback(runner.cleanup)
@@ -137,6 +139,15 @@ async def serve(config: ServerConfig) -> int:
         except WorkerStartError as exc:
             log.error("could not start: %s", exc)
             return 1
+        if config.server_nice:
+
+            def refused() -> int:
+                return sum(pool.refused for pool in service.repository.pools().values())
+
+            yielding = asyncio.ensure_future(
+                priority.yield_when_overloaded(refused, config.server_nice, config.tick)
+            )
+            unwind.callback(yielding.cancel)
         serving = False
 
         async def shut_down() -> None:

@@ -38,6 +38,7 @@ def make_resnet18(directory: Path) -> Path:
     import torch
     import torchvision
 
+    torch.manual_seed(0)  # the same file every run: the optimizer's cache finds its search
     model = torchvision.models.resnet18(weights=None).eval()
     path = directory / "resnet18.pt"
     with warnings.catch_warnings():  # "torch.jit.script is deprecated": TorchScript is the input

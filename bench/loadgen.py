@@ -24,6 +24,8 @@ import numpy as np
 class LoadResult:
     latencies: list[float] = field(default_factory=list)  # seconds, of answers with status 200
     statuses: dict[int, int] = field(default_factory=dict)
+    refusals: list[float] = field(default_factory=list)  # seconds, of answers with status 503
+    retry_after: int = 0  # 503 answers that said when to come back
     elapsed: float = 0.0
 
     @property
@@ -42,18 +44,20 @@ def request_bytes(host: str, port: int, path: str, body: bytes, content_type: st
     return head.encode("ascii") + body
 
 
-async def _answer(reader: asyncio.StreamReader) -> int:
-    """Read one response; return its status."""
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; return its status, and whether it has a Retry-After header."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
-    length = 0
+    length, retry_after = 0, False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
+        retry_after = retry_after or name == b"retry-after"
     await reader.readexactly(length)
-    return status
+    return status, retry_after
 
 
 async def closed_loop(
@@ -84,10 +88,13 @@ async def closed_loop(
                     remaining[0] -= 1
                 began = time.perf_counter()
                 writer.write(message)
-                status = await _answer(reader)
+                status, retry_after = await _answer(reader)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if status == 200:
                     result.latencies.append(time.perf_counter() - began)
+                elif status == 503:
+                    result.refusals.append(time.perf_counter() - began)
+                    result.retry_after += retry_after
         finally:
             writer.close()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -164,3 +167,46 @@ def test_explicit_model_control_from_the_environment(cli, tmp_path, color_model)
     assert status == 200 and body["predictions"][0]["label"] == "red"
     server.process.send_signal(signal.SIGINT)
     assert server.wait() == 0, log_of(server)
+
+
+def test_the_server_yields_the_cores_to_its_workers_once_a_queue_stays_full(cli, gated_model):
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # what the server and its workers start with
+    if base >= 10:
+        pytest.skip("the tests already run at niceness 10 or more")
+    model, gate = gated_model
+    flags = ["--max-workers", "1", "--max-batch-size", "1", "--max-queue", "1", "--tick", "0.2"]
+    server = cli("--model", str(model), *flags)
+    process = psutil.Process(server.process.pid)
+
+    def niceness() -> set[int]:
+        return {os.getpriority(os.PRIO_PROCESS, t.id) for t in process.threads()}
+
+    assert niceness() == {base}  # serving, not overloaded: it keeps its priority
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(request, server, "/predict", image_bytes("red"))]
+        wait_until(lambda: gate.entered == 1)  # inside the model: the next one waits
+        held.append(pool.submit(request, server, "/predict", image_bytes("blue")))
+        wait_until(lambda: request(server, "/status")[1]["models"]["gated"]["queue_depth"] == 1)
+
+        def yielded() -> bool:  # refused, tick after tick, until the server yields
+            assert request(server, "/predict", image_bytes("red"))[0] == 503
+            return niceness() == {10}
+
+        wait_until(yielded)
+        gate.open()
+        assert [f.result()[0] for f in held] == [200, 200]
+    [worker] = worker_pids(server)
+    assert psutil.Process(worker).nice() == base
+
+
+def test_a_request_aiohttp_cannot_parse_is_answered_in_json(cli, color_model):
+    server = cli("--model", str(color_model))
+    address = urlsplit(server.url())
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n")
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))  # it closes the connection
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status_line, *headers = head.decode().split("\r\n")
+    assert status_line.split()[1] == "400"
+    assert "content-type: application/json; charset=utf-8" in [h.lower() for h in headers]
+    assert json.loads(body)["error"].startswith("bad request: Got more than 8190 bytes")

@@ -25,6 +25,7 @@ from autodep.cluster.router import ClusterService
 from autodep.config import ServerConfig, refetch_all
 from autodep.errors import AutodepError
 from autodep.http.app import build_app
+from autodep.http.runner import JsonErrorsRunner
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import stop_helpers
 
@@ -48,7 +49,7 @@ class NodeAgent:
         service = ClusterService(config=self.config, node=self.node)
         await service.start()
         self.service = service
-        runner = web.AppRunner(build_app(service), handle_signals=False, access_log=None)
+        runner = JsonErrorsRunner(build_app(service), handle_signals=False, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.config.host, self.config.port).start()
         self._runner = runner

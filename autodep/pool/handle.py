@@ -1,7 +1,9 @@
 """The server's side of one worker process.
 
 A `WorkerHandle` starts its process, owns the socket and the two shared
-buffers, runs one batch at a time, and notices the process's death. Death is
+buffers, runs a batch and holds at most one more (the next, so that a worker
+under load never waits for the server between two batches), and notices the
+process's death. Death is
 seen through two signals the event loop watches: the process sentinel (the
 process is gone; the exit code can be read) and the end of the socket (every
 message the worker sent has been read). The handle is finished when both have
@@ -19,12 +21,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from autodep.errors import AutodepError, WorkerError, WorkerStartError, error_for_status
 from autodep.pool import items, messages
 from autodep.pool.cores import Cores
 from autodep.pool.items import Inferred, Item
 from autodep.pool.launcher import Launcher, WorkerProcess
-from autodep.pool.shm import SharedBuffer, TensorSpec
+from autodep.pool.shm import SLOTS, BufferOverflow, SharedBuffer, TensorSpec
 from autodep.worker.spec import WorkerSpec
 
 INLINE_COPY_BYTES = 1 << 20  # larger batches are copied into shared memory off the loop
@@ -44,10 +48,20 @@ Outcome = Inferred | AutodepError  # one request's answer, or why it has none
 
 
 @dataclass(frozen=True)
+class _Batch:
+    """A batch sent to the worker and not answered yet."""
+
+    size: int
+    result: asyncio.Future[BatchResult]
+    done: Callable[[BatchResult | Exception], None] | None
+
+
+@dataclass(frozen=True)
 class BatchResult:
     outcomes: list[Outcome]  # one per request, in order
     compute_s: float  # the model call
     decode_s: float  # decoding the batch's payloads in the worker
+    began: float  # monotonic: when the batch began to occupy the worker (its last one done)
 
 
 class WorkerHandle:
@@ -76,7 +90,8 @@ class WorkerHandle:
         self._on_exit = on_exit
         self._loop = asyncio.get_running_loop()
         self._ready: asyncio.Future[None] = self._loop.create_future()
-        self._result: asyncio.Future[messages.Message] | None = None
+        self._batches: dict[int, _Batch] = {}  # sent and not answered yet, by id, in order
+        self._sending: asyncio.Task[None] | None = None  # the last batch copied off the loop
         self._exited: asyncio.Future[None] = self._loop.create_future()
         self._process: WorkerProcess | None = None
         self._transport: asyncio.Transport | None = None
@@ -112,57 +127,117 @@ class WorkerHandle:
             self.state = WorkerState.IDLE
             self.idle_since = time.monotonic()
 
+    @property
+    def takes_next(self) -> bool:
+        """Busy with one batch, with room for the next: it gets it now, and starts it the
+        moment the first is done, however busy the server's event loop is then."""
+        return self.state is WorkerState.BUSY and len(self._batches) < SLOTS
+
     def run(
-        self, batch: Sequence[Item], threads: int = 0, cores: Cores = ()
-    ) -> Coroutine[Any, Any, BatchResult]:
-        """Claim the worker for one batch (one item per request) now, to run with `threads` on
-        `cores` (0 and empty: as it started).
-
-        The worker is busy from this call on, before the caller looks for the
-        next idle one; the returned coroutine sends the batch and returns its
-        outputs.
-        """
-        assert self.state is WorkerState.IDLE and self._transport is not None
-        self.state = WorkerState.BUSY
-        self.busy_since = time.monotonic()
-        self._result = self._loop.create_future()
-        return self._exchange(batch, threads, cores, self._result)
-
-    async def _exchange(
         self,
         batch: Sequence[Item],
+        threads: int = 0,
+        cores: Cores = (),
+        done: Callable[[BatchResult | Exception], None] | None = None,
+    ) -> asyncio.Future[BatchResult]:
+        """Give the worker a batch (one item per request) now, to run with `threads` on
+        `cores` (0 and empty: as it started): an idle worker, or one that `takes_next`.
+
+        The worker is busy from this call on, before the caller looks for the next
+        idle one. Batch n travels in slot n % 2 of the shared buffers, and batches are
+        sent in the order of this call. The returned future has the batch's outputs;
+        `done`, if given, is called with them (or with why there are none) as soon as
+        the worker's answer is read, in the same turn of the event loop, so that the
+        caller can send the worker more work at once.
+        """
+        assert self.state is WorkerState.IDLE or self.takes_next
+        assert self._transport is not None
+        if self.state is WorkerState.IDLE:
+            self.state = WorkerState.BUSY
+            self.busy_since = time.monotonic()
+        self._next_id += 1
+        sent = self._batches[self._next_id] = _Batch(len(batch), self._loop.create_future(), done)
+        groups = [items.arrays(item) for item in batch]
+        large = sum(a.nbytes for group in groups for a in group) > INLINE_COPY_BYTES
+        if large or (self._sending is not None and not self._sending.done()):
+            # Copied off the loop, after any batch still being copied (they go out in order).
+            self._sending = self._loop.create_task(
+                self._send_later(self._sending, self._next_id, batch, groups, threads, cores)
+            )
+        else:
+            try:
+                self._send(
+                    self._next_id, batch, self._inputs.write(groups, self._next_id), threads, cores
+                )
+            except BufferOverflow as exc:
+                self._loop.call_soon(self._finish, self._next_id, exc)  # not inside the caller
+        return sent.result
+
+    async def _send_later(
+        self,
+        previous: asyncio.Task[None] | None,
+        batch_id: int,
+        batch: Sequence[Item],
+        groups: list[list[np.ndarray]],
         threads: int,
         cores: Cores,
-        result: asyncio.Future[messages.Message],
-    ) -> BatchResult:
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        if batch_id not in self._batches:  # the worker died meanwhile
+            return
         try:
-            groups = [items.arrays(item) for item in batch]
-            if sum(a.nbytes for group in groups for a in group) > INLINE_COPY_BYTES:
-                specs = await self._loop.run_in_executor(None, self._inputs.write, groups)
-            else:
-                specs = self._inputs.write(groups)
-            assert self._transport is not None
-            self._next_id += 1
-            self._transport.write(
-                messages.pack(
-                    {
-                        "op": "run",
-                        "id": self._next_id,
-                        "inputs": [items.to_wire(i, s) for i, s in zip(batch, specs, strict=True)],
-                        "threads": threads,
-                        "cores": list(cores),
-                    }
-                )
+            specs = await self._loop.run_in_executor(None, self._inputs.write, groups, batch_id)
+        except BufferOverflow as exc:
+            self._finish(batch_id, exc)
+            return
+        if batch_id in self._batches:
+            self._send(batch_id, batch, specs, threads, cores)
+
+    def _send(
+        self,
+        batch_id: int,
+        batch: Sequence[Item],
+        specs: list[list[TensorSpec]],
+        threads: int,
+        cores: Cores,
+    ) -> None:
+        assert self._transport is not None
+        self._transport.write(
+            messages.pack(
+                {
+                    "op": "run",
+                    "id": batch_id,
+                    "inputs": [items.to_wire(i, s) for i, s in zip(batch, specs, strict=True)],
+                    "threads": threads,
+                    "cores": list(cores),
+                }
             )
-            reply = await result
-            outcomes = [self._outcome(answer) for answer in reply["outputs"]]
-        finally:
-            self._result = None
-            if self.state is WorkerState.BUSY:
-                self.state = WorkerState.IDLE
-                self.idle_since = time.monotonic()
-        self.served += len(batch)
-        return BatchResult(outcomes, reply["compute_s"], reply["decode_s"])
+        )
+
+    def _finish(self, batch_id: int, outcome: messages.Message | Exception) -> None:
+        """A batch is over: the worker's reply, or why there is none. The next batch the
+        worker holds, if any, runs from now on."""
+        sent = self._batches.pop(batch_id, None)
+        if sent is None:
+            return
+        began, self.busy_since = self.busy_since, time.monotonic()
+        if self.state is WorkerState.BUSY and not self._batches:
+            self.state = WorkerState.IDLE
+            self.idle_since = self.busy_since
+        result: BatchResult | Exception
+        if isinstance(outcome, Exception):
+            result = outcome
+        else:
+            answers = [self._outcome(answer) for answer in outcome["outputs"]]
+            result = BatchResult(answers, outcome["compute_s"], outcome["decode_s"], began)
+            self.served += sent.size
+        if isinstance(result, Exception):
+            _fail(sent.result, result)
+        else:
+            _settle(sent.result, result)
+        if sent.done is not None:
+            sent.done(result)
 
     def _outcome(self, answer: messages.Message) -> Outcome:
         if "error" in answer:
@@ -223,17 +298,18 @@ class WorkerHandle:
         op = message["op"]
         if op == "ready":
             _settle(self._ready, None)
-        elif op == "result" and self._result is not None:
-            _settle(self._result, message)
+        elif op == "result":
+            self._finish(message["id"], message)
         elif op == "error":
             error_class = WorkerStartError if message["id"] is None else WorkerError
             error = error_class(
                 f"model {self.spec.model!r}: {message['error']}",
                 remote_traceback=message["traceback"],
             )
-            target = self._ready if message["id"] is None else self._result
-            if target is not None:
-                _fail(target, error)
+            if message["id"] is None:
+                _fail(self._ready, error)
+            else:
+                self._finish(message["id"], error)
 
     def _on_sentinel(self) -> None:
         assert self._process is not None
@@ -262,18 +338,18 @@ class WorkerHandle:
                 "while loading the model"
             ),
         )
-        if self._result is not None:
-            _fail(
-                self._result,
+        self.crashed = was is not WorkerState.STOPPING
+        self._release()
+        _settle(self._exited, None)
+        self._on_exit(self)  # first: the pool takes the batches back before they fail here
+        for batch_id in list(self._batches):
+            self._finish(
+                batch_id,
                 WorkerError(
                     f"model {self.spec.model!r}: worker process died (exit code "
                     f"{self.exitcode}) while running this request"
                 ),
             )
-        self.crashed = was is not WorkerState.STOPPING
-        self._release()
-        _settle(self._exited, None)
-        self._on_exit(self)
 
     def _release(self) -> None:
         if self._transport is not None:

@@ -6,7 +6,8 @@ Data flow:
                           │  _dispatch(): while a worker is idle, take up to
                           │  max_batch_size requests as one batch, and place it
                           │  (cores.placement: alone → every core of the pool;
-                          │  under load → the worker's own cores)
+                          │  under load → the worker's own cores); saturated (a full
+                          │  batch waits, no worker idle): a busy worker's next batch
                           ▼
                     WorkerHandle.run(batch, threads, cores)
                           │  payload bytes / tensors ──► shared in-buffer ──┐
@@ -25,19 +26,20 @@ Data flow:
 
     A worker's death (`_on_worker_exit`, called once the handle has seen both
     the process sentinel and the end of its socket) puts the batch it was
-    running back at the head of the queue, before anything else is dispatched,
-    and starts exactly one replacement. A request that was in a dead batch runs
-    alone from then on, so that a request which itself kills workers is found
-    out: it is failed once MAX_ATTEMPTS workers have died while running it alone.
+    running (and the next it held) back at the head of the queue, before
+    anything else is dispatched, and starts exactly one replacement. A request
+    that was in a dead batch runs alone from then on, so that a request which
+    itself kills workers is found out: it is failed once MAX_ATTEMPTS workers
+    have died while running it alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +112,8 @@ class ModelPool:
         # at once (503 + Retry-After) instead of piling up latency for everyone.
         self._queue: deque[Pending] = deque()
         self._workers: list[WorkerHandle] = []
-        self._running: dict[WorkerHandle, list[Pending]] = {}  # the batch each busy worker has
+        # The batches each busy worker has, in the order sent: the first runs, the next waits.
+        self._running: dict[WorkerHandle, list[list[Pending]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._settle_waiters: list[asyncio.Future[None]] = []  # see settled()
         self._closing = False
@@ -122,6 +125,7 @@ class ModelPool:
         self.restarts = 0  # workers that died unasked and were replaced
         self.started = 0  # workers that became ready
         self.retried = 0  # requests put back in the queue by a worker's death
+        self.refused = 0  # requests refused for a full queue
         self.desired = settings.min_workers
         self.scaling_events: deque[ScalingEvent] = deque(maxlen=SCALING_HISTORY)
         self.scale_ups = self.scale_downs = 0
@@ -172,8 +176,9 @@ class ModelPool:
             raise ShuttingDown("the server is shutting down; retry on another instance")
         if self.last_start_error is not None and not self.live:
             raise Unavailable(f"{self.last_start_error.message}; retrying soon", retry_after=5)
-        waiting = len(self._queue) + self._reserved
+        waiting = self.queue_depth + self._reserved
         if waiting + items > self.settings.max_queue:
+            self.refused += 1
             more = "" if items == 1 else f", no room for {items} more of this request's items"
             raise QueueFull(
                 f"model {self.name!r} has {waiting} requests waiting or arriving "
@@ -226,12 +231,18 @@ class ModelPool:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Requests waiting: in the queue, or held by a busy worker as its next batch."""
+        return len(self._queue) + self.held
+
+    @property
+    def held(self) -> int:
+        """Requests that wait in a busy worker (its next batch): they count as queued."""
+        return sum(len(batch) for batches in self._running.values() for batch in batches[1:])
 
     @property
     def retrying(self) -> int:
         """Requests put back in the queue by a worker's death and not answered yet."""
-        running = (p for batch in self._running.values() for p in batch)
+        running = (p for batches in self._running.values() for batch in batches for p in batch)
         return sum(1 for p in (*self._queue, *running) if p.suspect and not p.future.done())
 
     @property
@@ -290,6 +301,17 @@ class ModelPool:
                     self._batch_timer = self._loop.call_later(wait, self._on_batch_timer)
                 break
             self._run(worker, self._take(count))
+        # Saturated (no worker idle, a full batch waiting): a busy worker is given its next
+        # batch now, and starts it the moment its current one is done, however long this
+        # loop takes to see the result (it may be busy refusing a flood of requests). Below
+        # saturation, batches go on filling while the workers work.
+        size = self.settings.max_batch_size
+        while (
+            self._drop_abandoned()
+            and len(self._queue) >= size
+            and (worker := self._worker_taking_next()) is not None
+        ):
+            self._run(worker, self._take(size))
         self._cold_start()
         self._check_drained()
 
@@ -317,6 +339,11 @@ class ModelPool:
         idle = [w for w in self._workers if w.state is WorkerState.IDLE]
         return max(idle, key=lambda w: w.idle_since, default=None)
 
+    def _worker_taking_next(self) -> WorkerHandle | None:
+        """The busy worker with room for a next batch whose current one began first."""
+        taking = [w for w in self._workers if w.takes_next]
+        return min(taking, key=lambda w: w.busy_since, default=None)
+
     def _run(self, worker: WorkerHandle, batch: list[Pending]) -> None:
         batch = [p for p in batch if not p.future.done()]
         if not batch:
@@ -329,31 +356,39 @@ class ModelPool:
             configured=self.settings.threads,
         )
         now = time.monotonic()
-        running = worker.run([p.item for p in batch], threads, cores)
         self._metrics.observe_dispatch(self.name, [now - p.enqueued for p in batch])
         self._in_flight += len(batch)
-        self._running[worker] = batch
-        self._track(self._collect(worker, batch, running, now))
+        self._running.setdefault(worker, []).append(batch)
+        worker.run(
+            [p.item for p in batch],
+            threads,
+            cores,
+            functools.partial(self._done, worker, batch, now),
+        )
 
-    async def _collect(
+    def _done(
         self,
         worker: WorkerHandle,
         batch: list[Pending],
-        running: Awaitable[BatchResult],
-        started: float,
+        sent: float,
+        result: BatchResult | Exception,
     ) -> None:
-        try:
-            result = await running
-        except Exception as exc:
+        """A batch is over (called as soon as the worker's answer is read): answer its
+        requests, and give the worker its next batch in the same turn of the loop."""
+        began = sent
+        if isinstance(result, Exception):
             # A dead worker's batch is already back in the queue (`_on_worker_exit`
-            # ran before this coroutine could resume): only a live worker's
-            # failure, such as an exception the model raised, fails the batch.
-            if self._running.pop(worker, None) is not None:
-                error = PayloadTooLarge(str(exc)) if isinstance(exc, BufferOverflow) else exc
+            # ran first): only a live worker's failure, such as an exception the model
+            # raised, fails the batch.
+            if self._forget(worker, batch):
+                error = (
+                    PayloadTooLarge(str(result)) if isinstance(result, BufferOverflow) else result
+                )
                 for pending in batch:
                     _fail(pending.future, error)
         else:
-            self._running.pop(worker, None)
+            self._forget(worker, batch)
+            began = result.began
             self._metrics.compute.labels(self.name).observe(result.compute_s)
             self._metrics.decode.labels(self.name).observe(result.decode_s)
             per_request = (result.compute_s + result.decode_s) / len(batch)
@@ -366,11 +401,21 @@ class ModelPool:
                         pending.future.set_result(outcome)
                 else:
                     _fail(pending.future, outcome)
-        finally:
-            self._in_flight -= len(batch)
-            self._busy_s += time.monotonic() - max(started, self._observed_at)
-            self._reconcile()
-            self._dispatch()
+        self._in_flight -= len(batch)
+        self._busy_s += time.monotonic() - max(began, self._observed_at)
+        self._reconcile()
+        self._dispatch()
+
+    def _forget(self, worker: WorkerHandle, batch: list[Pending]) -> bool:
+        """Take an answered batch off its worker's list; False if it is not there (its worker
+        died, and the batch went back to the queue)."""
+        batches = self._running.get(worker, [])
+        if not any(b is batch for b in batches):
+            return False
+        batches[:] = [b for b in batches if b is not batch]
+        if not batches:
+            del self._running[worker]
+        return True
 
     def _retry(self, batch: list[Pending], error: WorkerError, crashed: bool) -> None:
         """Put a dead worker's batch back at the head of the queue, in its order.
@@ -397,8 +442,13 @@ class ModelPool:
             self._drained.clear()
 
     def _fail_queued(self, error: Exception) -> None:
+        """Fail what has not begun to run: the queue, and the batches held by busy workers."""
         while self._queue:
             _fail(self._queue.popleft().future, error)
+        for batches in self._running.values():
+            for batch in batches[1:]:
+                for pending in batch:
+                    _fail(pending.future, error)
 
     def _check_drained(self) -> None:
         if not self._queue and not self.count(WorkerState.BUSY):
@@ -431,7 +481,7 @@ class ModelPool:
             arrivals=self._arrivals,
             busy_s=busy_s,
             in_flight=self._in_flight,
-            queued=len(self._queue),
+            queued=self.queue_depth,
         )
         self._arrivals, self._busy_s, self._observed_at = 0, 0.0, now
         return observation
@@ -544,14 +594,15 @@ class ModelPool:
         """A worker is gone (its sentinel fired and its socket ended, in either order)."""
         self._remove(worker)
         self._wake_settle_waiters()
-        lost = self._running.pop(worker, None)
+        lost = self._running.pop(worker, [])
         error = WorkerError(
             f"model {self.name!r}: worker process died (exit code {worker.exitcode}) "
             "while running this request"
         )
         if self._closing:
-            for pending in lost or ():
-                _fail(pending.future, error)
+            for batch in lost:
+                for pending in batch:
+                    _fail(pending.future, error)
             self._check_drained()
             return
         if worker.crashed and worker.startup_s is not None:
@@ -561,10 +612,14 @@ class ModelPool:
                 self.name,
                 worker.pid,
                 worker.exitcode,
-                f"; {len(lost)} requests go back to the head of the queue" if lost else "",
+                f"; {sum(map(len, lost))} requests go back to the head of the queue"
+                if lost
+                else "",
             )
-        if lost:
-            self._retry(lost, error, worker.crashed)
+        # The first batch was running; the one behind it never ran, so its requests are not
+        # suspects. Both go back to the head of the queue, in their order.
+        for position, batch in reversed(list(enumerate(lost))):
+            self._retry(batch, error, worker.crashed and position == 0)
         self._reconcile()
         self._dispatch()
 

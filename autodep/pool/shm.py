@@ -25,6 +25,9 @@ import numpy as np
 
 ALIGN = 64
 DEFAULT_CAPACITY = 512 * 1024 * 1024
+# A buffer has two halves, so that a worker can hold its next batch (and write its outputs)
+# while the server still reads the last one: batch n uses slot n % SLOTS.
+SLOTS = 2
 
 
 class TensorSpec(NamedTuple):
@@ -67,19 +70,20 @@ class SharedBuffer:
         """Pickled only to start a worker: the fd itself goes to the child."""
         return (_attach, (reduction.DupFd(self.fd), self.capacity))
 
-    def write(self, groups: Sequence[Sequence[np.ndarray]]) -> list[list[TensorSpec]]:
-        """Copy groups of arrays (one group per request) into the buffer."""
+    def write(
+        self, groups: Sequence[Sequence[np.ndarray]], slot: int = 0
+    ) -> list[list[TensorSpec]]:
+        """Copy groups of arrays (one group per request) into the buffer's `slot` (a half)."""
+        size = self.capacity // SLOTS // ALIGN * ALIGN
         specs: list[list[TensorSpec]] = []
-        offset = 0
+        offset = start = (slot % SLOTS) * size
         for group in groups:
             group_specs = []
             for array in group:
                 array = np.ascontiguousarray(array)
                 end = offset + array.nbytes
-                if end > self.capacity:
-                    raise BufferOverflow(
-                        f"batch needs more than {self.capacity} bytes of shared memory"
-                    )
+                if end > start + size:
+                    raise BufferOverflow(f"batch needs more than {size} bytes of shared memory")
                 view = np.ndarray(array.shape, array.dtype, self._map, offset)
                 view[...] = array
                 group_specs.append(TensorSpec(offset, array.shape, array.dtype.str))

@@ -160,7 +160,7 @@ class _Server:
                 for r in answered
                 if isinstance(r, list)
             ]
-            specs = iter(self._outputs.write(results))
+            specs = iter(self._outputs.write(results, slot=message["id"]))
         except Exception as exc:
             return error_message(exc, message["id"])
         answers = [

@@ -158,7 +158,8 @@ class FakeWorker(asyncio.Protocol):
 
     def _result(self, request_id: int, values: list[float]) -> messages.Message:
         good = [v for v in values if v >= 0]
-        specs = iter(self._outputs.write([[np.array([2 * v], np.float32)] for v in good]))
+        outputs = [[np.array([2 * v], np.float32)] for v in good]
+        specs = iter(self._outputs.write(outputs, slot=request_id))
         answers = [
             {"tensors": [s.to_wire() for s in next(specs)], "meta": {}}
             if v >= 0

@@ -16,16 +16,17 @@ async def test_a_full_queue_refuses_the_next_request_at_once_then_admits_again(m
     running = asyncio.ensure_future(pool.infer(request(0)))
     worker, _ = await launcher.next_batch()
     queued = [asyncio.ensure_future(pool.infer(request(v))) for v in (1, 2)]
-    await asyncio.sleep(0)  # one turn of the loop: both are in the queue
-    assert pool.queue_depth == 2
-    with pytest.raises(QueueFull, match="max_queue=2"):
+    await launcher.next_batch()  # 1 waits in the busy worker (its next batch), 2 in the queue
+    assert (pool.held, pool.queue_depth) == (1, 2)
+    with pytest.raises(QueueFull, match=r"2 requests waiting.*max_queue=2"):
         pool.admit()  # what a front end asks before reading a body
     with pytest.raises(QueueFull):
         await pool.infer(request(3))
     worker.answer()
-    await launcher.next_batch()  # one left the queue: there is room again
+    await launcher.next_batch()  # 0 done: 1 runs, 2 is the next; there is room again
+    assert (pool.held, pool.queue_depth) == (1, 1)
     pool.admit()
-    launcher.hold = False
+    worker.answer()
     worker.answer()
     assert [float(a.outputs[0][0]) for a in await asyncio.gather(running, *queued)] == [0, 2, 4]
     assert [b for w in launcher.workers for b in w.batches] == [[0.0], [1.0], [2.0]]

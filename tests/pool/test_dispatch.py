@@ -27,7 +27,7 @@ async def test_requests_waiting_behind_a_busy_worker_go_as_batches_of_at_most_ma
     assert batch == [0.0]  # alone: a lone request never waits for company
     rest = [asyncio.ensure_future(pool.infer(request(v))) for v in (1, 2, 3, 4)]
     await asyncio.sleep(0)  # let them queue
-    assert pool.queue_depth == 4
+    assert (pool.held, pool.queue_depth) == (3, 4)  # a full batch waits in the busy worker
     worker.answer()
     assert (await launcher.next_batch())[1] == [1.0, 2.0, 3.0]
     worker.answer()
@@ -90,3 +90,23 @@ async def test_the_most_recently_used_idle_worker_takes_the_next_request(make_po
     await pool.infer(request(3))
     used = [w for w in launcher.workers if w.batches]
     assert len(used) == 1 and used[0].batches == [[1.0], [2.0], [3.0]]
+
+
+async def test_a_busy_worker_is_sent_its_next_full_batch_before_its_current_one_is_done(
+    make_pool, launcher
+):
+    pool = await make_pool(max_batch_size=2)
+    launcher.hold = True
+    first = asyncio.ensure_future(pool.infer(request(0)))
+    worker, _ = await launcher.next_batch()
+    one = asyncio.ensure_future(pool.infer(request(1)))
+    await asyncio.sleep(0)
+    assert (pool.held, launcher.pending_batches) == (0, 0)  # not a full batch: it fills
+    two = asyncio.ensure_future(pool.infer(request(2)))
+    # A full batch: the worker has it while [0] still runs, and starts it on its own.
+    assert await launcher.next_batch() == (worker, [1.0, 2.0])
+    assert (pool.held, pool.queue_depth) == (2, 2)
+    worker.answer()
+    worker.answer()
+    assert [answer_of(a) for a in await asyncio.gather(first, one, two)] == [0, 2, 4]
+    assert pool.held == 0

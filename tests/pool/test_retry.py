@@ -71,3 +71,20 @@ async def test_a_worker_asked_to_stop_leaves_no_mark_on_its_batch(make_pool, lau
     assert answers(await asyncio.gather(running, queued)) == [14, 16]
     assert launcher.workers[1].batches == [[7.0, 8.0]]  # together: neither is suspect
     assert pool.restarts == 0
+
+
+async def test_a_dead_workers_next_batch_runs_again_whole_after_the_one_it_was_running(
+    make_pool, launcher
+):
+    pool = await make_pool(max_batch_size=2)
+    launcher.hold = True
+    running = asyncio.ensure_future(pool.infer(request(0)))
+    worker, _ = await launcher.next_batch()
+    behind = [asyncio.ensure_future(pool.infer(request(v))) for v in (1, 2)]
+    assert (await launcher.next_batch())[1] == [1.0, 2.0]  # held by the busy worker
+    launcher.hold = False
+    worker.crash()
+    assert answers(await asyncio.gather(running, *behind)) == [0, 2, 4]
+    # The running batch's request alone first; the held batch never ran: it stays whole.
+    assert launcher.workers[1].batches == [[0.0], [1.0, 2.0]]
+    assert (pool.restarts, pool.held) == (1, 0)
