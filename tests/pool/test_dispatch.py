@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 from tests.pool.fakes import request
 
 
@@ -110,3 +112,19 @@ async def test_a_busy_worker_is_sent_its_next_full_batch_before_its_current_one_
     worker.answer()
     assert [answer_of(a) for a in await asyncio.gather(first, one, two)] == [0, 2, 4]
     assert pool.held == 0
+
+
+async def test_a_batch_copied_off_the_loop_still_reaches_the_worker_before_the_next(
+    make_pool, launcher
+):
+    pool = await make_pool(max_batch_size=1)
+    launcher.hold = True
+    large = [np.full(300_000, 1.0, np.float32)]  # over 1 MiB: copied in a thread
+    first = asyncio.ensure_future(pool.infer(large))
+    second = asyncio.ensure_future(pool.infer(request(2)))  # the busy worker's next batch
+    worker, batch = await launcher.next_batch()
+    assert batch == [1.0]
+    assert (await launcher.next_batch())[1] == [2.0]
+    worker.answer()
+    worker.answer()
+    assert [answer_of(a) for a in await asyncio.gather(first, second)] == [2.0, 4.0]
