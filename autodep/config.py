@@ -325,9 +325,9 @@ class ServerConfig(BaseSettings):
         default=10,
         ge=0,
         le=19,
-        description="niceness the server process takes once a model's queue has refused "
-        "requests for two ticks in a row (0: never): refusals then yield the cores to the "
-        "workers",
+        description="niceness the server process takes once a model's queue has overflowed "
+        "for a tick with all its workers serving (0: never): refusals then yield the cores "
+        "to the workers",
     )
     log_level: str = Field(default="INFO", description="logging level")
     # Not flags: what --model, --labels and --config name (see server_config).

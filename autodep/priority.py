@@ -5,9 +5,11 @@ them; at the same priority as the workers, that work takes their cores and the m
 serves less (`python -m bench.faults --sections overload`). Niced, the server gets what
 the workers leave, and they keep their cores. But where the server is the bottleneck
 (a fast model: the workers wait for it), niced it would serve less, so it yields only
-once a model's queue has refused requests for two periods in a row: a queue fills only
-when its workers cannot keep up with what the server admits. It yields once: an
-unprivileged process cannot take a priority back.
+once a model's queue has overflowed for two periods in a row (half a tick each) with
+all its workers serving: a queue fills only when its workers cannot keep up with what
+the server admits. Not while workers start: a cold start or a scale-up fills the queue
+for a moment whoever the bottleneck. It yields once: an unprivileged process cannot
+take a priority back.
 
 Workers are forked by the forkserver, started before, so they keep their priority.
 Linux keeps a niceness per thread: each thread of the process is reniced, and threads
@@ -36,8 +38,8 @@ def overloaded(refused: Sequence[int]) -> bool:
 
 
 async def yield_when_overloaded(refused: Callable[[], int], nice: int, period: float) -> None:
-    """Every `period` seconds, look at `refused()` (requests refused so far for a full queue);
-    once `overloaded`, take niceness `nice` and return."""
+    """Every `period` seconds, look at `refused()` (requests refused so far for a full queue,
+    all workers serving); once `overloaded`, take niceness `nice` and return."""
     counts: deque[int] = deque(maxlen=PERIODS)
     last = refused()
     while True:
@@ -47,9 +49,7 @@ async def yield_when_overloaded(refused: Callable[[], int], nice: int, period: f
         last = now
         if overloaded(counts):
             yield_to_workers(nice)
-            log.info(
-                "queues full for %d periods in a row: the server takes niceness %d", PERIODS, nice
-            )
+            log.info("a queue overflowed with all its workers serving: niceness %d", nice)
             return
 
 

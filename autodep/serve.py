@@ -141,11 +141,11 @@ async def serve(config: ServerConfig) -> int:
             return 1
         if config.server_nice:
 
-            def refused() -> int:
-                return sum(pool.refused for pool in service.repository.pools().values())
+            def overflowed() -> int:
+                return sum(pool.overflowed for pool in service.repository.pools().values())
 
             yielding = asyncio.ensure_future(
-                priority.yield_when_overloaded(refused, config.server_nice, config.tick)
+                priority.yield_when_overloaded(overflowed, config.server_nice, config.tick / 2)
             )
             unwind.callback(yielding.cancel)
         serving = False

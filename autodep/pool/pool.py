@@ -125,7 +125,9 @@ class ModelPool:
         self.restarts = 0  # workers that died unasked and were replaced
         self.started = 0  # workers that became ready
         self.retried = 0  # requests put back in the queue by a worker's death
-        self.refused = 0  # requests refused for a full queue
+        # Requests refused for a full queue while every worker the pool may have served: its
+        # workers, not a start or a scale-up under way, were what could not keep up.
+        self.overflowed = 0
         self.desired = settings.min_workers
         self.scaling_events: deque[ScalingEvent] = deque(maxlen=SCALING_HISTORY)
         self.scale_ups = self.scale_downs = 0
@@ -178,7 +180,8 @@ class ModelPool:
             raise Unavailable(f"{self.last_start_error.message}; retrying soon", retry_after=5)
         waiting = self.queue_depth + self._reserved
         if waiting + items > self.settings.max_queue:
-            self.refused += 1
+            if self.count(WorkerState.IDLE, WorkerState.BUSY) >= self.settings.max_workers:
+                self.overflowed += 1
             more = "" if items == 1 else f", no room for {items} more of this request's items"
             raise QueueFull(
                 f"model {self.name!r} has {waiting} requests waiting or arriving "

@@ -54,3 +54,25 @@ async def test_a_draining_pool_refuses_new_requests(make_pool):
     with pytest.raises(ShuttingDown):
         await pool.infer(request(1))
     assert not pool.ready
+
+
+async def test_a_full_queue_overflows_only_with_every_worker_the_pool_may_have_serving(
+    make_pool, launcher
+):
+    pool = await make_pool(max_queue=1, max_batch_size=1, min_workers=1, max_workers=2)
+    launcher.hold = True
+    running = asyncio.ensure_future(pool.infer(request(0)))
+    worker, _ = await launcher.next_batch()
+    queued = asyncio.ensure_future(pool.infer(request(1)))
+    await launcher.next_batch()  # held by the busy worker: the queue is full
+    with pytest.raises(QueueFull):
+        pool.admit()
+    assert pool.overflowed == 0  # a second worker may still come
+    pool.set_desired(2, "test")
+    await pool.settled()
+    with pytest.raises(QueueFull):
+        pool.admit()
+    assert pool.overflowed == 1  # both serve, and still the queue is full
+    worker.answer()
+    worker.answer()
+    assert [float(a.outputs[0][0]) for a in await asyncio.gather(running, queued)] == [0, 2]
