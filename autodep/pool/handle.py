@@ -1,10 +1,9 @@
 """The server's side of one worker process.
 
 A `WorkerHandle` starts its process, owns the socket and the two shared
-buffers, runs a batch and holds at most one more (the next, so that a worker
-under load never waits for the server between two batches), and notices the
-process's death. Death is
-seen through two signals the event loop watches: the process sentinel (the
+buffers, runs a batch and holds up to two more (so that a worker under load
+never waits for the server between two batches), and notices the process's
+death. Death is seen through two signals the event loop watches: the process sentinel (the
 process is gone; the exit code can be read) and the end of the socket (every
 message the worker sent has been read). The handle is finished when both have
 arrived, so a worker's last words, such as why its model failed to load, are
@@ -128,9 +127,14 @@ class WorkerHandle:
             self.idle_since = time.monotonic()
 
     @property
+    def batches(self) -> int:
+        """Batches sent and not answered yet: the one running, and those it holds."""
+        return len(self._batches)
+
+    @property
     def takes_next(self) -> bool:
-        """Busy with one batch, with room for the next: it gets it now, and starts it the
-        moment the first is done, however busy the server's event loop is then."""
+        """Busy, with room for another batch: it gets it now, and starts it the moment the
+        ones before are done, however busy the server's event loop is then."""
         return self.state is WorkerState.BUSY and len(self._batches) < SLOTS
 
     def run(
@@ -144,7 +148,7 @@ class WorkerHandle:
         `cores` (0 and empty: as it started): an idle worker, or one that `takes_next`.
 
         The worker is busy from this call on, before the caller looks for the next
-        idle one. Batch n travels in slot n % 2 of the shared buffers, and batches are
+        idle one. Batch n travels in slot n % SLOTS of the shared buffers; batches are
         sent in the order of this call. The returned future has the batch's outputs;
         `done`, if given, is called with them (or with why there are none) as soon as
         the worker's answer is read, in the same turn of the event loop, so that the

@@ -6,8 +6,8 @@ in the shared buffers (`autodep.pool.shm`), described by `TensorSpec`s.
 server -> worker
     {"op": "run", "id": int, "inputs": [item, ...], "threads": int, "cores": [int, ...]}
         one item per request of the batch, in the input buffer (`autodep.pool.items`);
-        batch `id` uses slot id % 2 of both buffers, so a worker may be sent its next
-        batch while it runs one (`autodep.pool.shm`)
+        batch `id` uses slot id % 3 of both buffers, so a worker may be sent its next
+        batches while it runs one (`autodep.pool.shm`)
     {"op": "stop"}
 worker -> server
     {"op": "ready"}                              after load and warm-up

@@ -26,7 +26,7 @@ Data flow:
 
     A worker's death (`_on_worker_exit`, called once the handle has seen both
     the process sentinel and the end of its socket) puts the batch it was
-    running (and the next it held) back at the head of the queue, before
+    running (and those it held) back at the head of the queue, before
     anything else is dispatched, and starts exactly one replacement. A request
     that was in a dead batch runs alone from then on, so that a request which
     itself kills workers is found out: it is failed once MAX_ATTEMPTS workers
@@ -234,12 +234,12 @@ class ModelPool:
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting: in the queue, or held by a busy worker as its next batch."""
+        """Requests waiting: in the queue, or held by a busy worker (its next batches)."""
         return len(self._queue) + self.held
 
     @property
     def held(self) -> int:
-        """Requests that wait in a busy worker (its next batch): they count as queued."""
+        """Requests that wait in a busy worker (its next batches): they count as queued."""
         return sum(len(batch) for batches in self._running.values() for batch in batches[1:])
 
     @property
@@ -343,9 +343,10 @@ class ModelPool:
         return max(idle, key=lambda w: w.idle_since, default=None)
 
     def _worker_taking_next(self) -> WorkerHandle | None:
-        """The busy worker with room for a next batch whose current one began first."""
+        """The busy worker with room for another batch that holds the fewest (of those, the
+        one whose current batch began first)."""
         taking = [w for w in self._workers if w.takes_next]
-        return min(taking, key=lambda w: w.busy_since, default=None)
+        return min(taking, key=lambda w: (w.batches, w.busy_since), default=None)
 
     def _run(self, worker: WorkerHandle, batch: list[Pending]) -> None:
         batch = [p for p in batch if not p.future.done()]
@@ -619,8 +620,8 @@ class ModelPool:
                 if lost
                 else "",
             )
-        # The first batch was running; the one behind it never ran, so its requests are not
-        # suspects. Both go back to the head of the queue, in their order.
+        # The first batch was running; those behind it never ran, so their requests are not
+        # suspects. All go back to the head of the queue, in their order.
         for position, batch in reversed(list(enumerate(lost))):
             self._retry(batch, error, worker.crashed and position == 0)
         self._reconcile()

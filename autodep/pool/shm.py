@@ -25,9 +25,11 @@ import numpy as np
 
 ALIGN = 64
 DEFAULT_CAPACITY = 512 * 1024 * 1024
-# A buffer has two halves, so that a worker can hold its next batch (and write its outputs)
-# while the server still reads the last one: batch n uses slot n % SLOTS.
-SLOTS = 2
+# A buffer has three slots, so that a worker can hold its next two batches (and write its
+# outputs) while the server still reads the last one: batch n uses slot n % SLOTS. Two
+# held batches give the server's event loop two batches' time to answer a result
+# (measured in docs/report/measurements.md: one held batch served less under overload).
+SLOTS = 3
 
 
 class TensorSpec(NamedTuple):

@@ -128,3 +128,24 @@ async def test_a_batch_copied_off_the_loop_still_reaches_the_worker_before_the_n
     worker.answer()
     worker.answer()
     assert [answer_of(a) for a in await asyncio.gather(first, second)] == [2.0, 4.0]
+
+
+async def test_of_the_busy_workers_the_one_holding_the_fewest_batches_takes_the_next(
+    make_pool, launcher
+):
+    pool = await make_pool(min_workers=2, max_workers=2, max_batch_size=1)
+    launcher.hold = True
+    answers = [asyncio.ensure_future(pool.infer(request(0)))]
+    first, _ = await launcher.next_batch()
+    answers.append(asyncio.ensure_future(pool.infer(request(1))))
+    second, _ = await launcher.next_batch()
+    answers += [asyncio.ensure_future(pool.infer(request(v))) for v in (2, 3, 4)]
+    for _ in range(3):
+        await launcher.next_batch()
+    # Each held one in turn, the one whose batch began first before the other.
+    assert (first.batches, second.batches) == ([[0.0], [2.0], [4.0]], [[1.0], [3.0]])
+    for _ in range(3):
+        first.answer()
+    for _ in range(2):
+        second.answer()
+    assert [answer_of(a) for a in await asyncio.gather(*answers)] == [0, 2, 4, 6, 8]
