@@ -3,9 +3,9 @@
 A `WorkerHandle` starts its process, owns the socket and the two shared
 buffers, runs a batch and holds up to two more (so that a worker under load
 never waits for the server between two batches), and notices the process's
-death. Death is seen through two signals the event loop watches: the process sentinel (the
-process is gone; the exit code can be read) and the end of the socket (every
-message the worker sent has been read). The handle is finished when both have
+death. Death is seen through two signals the event loop watches: the process
+sentinel (the process is gone; the exit code can be read) and the end of the
+socket (every message the worker sent has been read). The handle is finished when both have
 arrived, so a worker's last words, such as why its model failed to load, are
 never lost to a race with its exit.
 """
@@ -232,13 +232,11 @@ class WorkerHandle:
         result: BatchResult | Exception
         if isinstance(outcome, Exception):
             result = outcome
+            _fail(sent.result, result)
         else:
             answers = [self._outcome(answer) for answer in outcome["outputs"]]
             result = BatchResult(answers, outcome["compute_s"], outcome["decode_s"], began)
             self.served += sent.size
-        if isinstance(result, Exception):
-            _fail(sent.result, result)
-        else:
             _settle(sent.result, result)
         if sent.done is not None:
             sent.done(result)

@@ -7,7 +7,7 @@ Data flow:
                           │  max_batch_size requests as one batch, and place it
                           │  (cores.placement: alone → every core of the pool;
                           │  under load → the worker's own cores); saturated (a full
-                          │  batch waits, no worker idle): a busy worker's next batch
+                          │  batch waits, no worker idle): a busy worker's next batches
                           ▼
                     WorkerHandle.run(batch, threads, cores)
                           │  payload bytes / tensors ──► shared in-buffer ──┐
@@ -112,7 +112,7 @@ class ModelPool:
         # at once (503 + Retry-After) instead of piling up latency for everyone.
         self._queue: deque[Pending] = deque()
         self._workers: list[WorkerHandle] = []
-        # The batches each busy worker has, in the order sent: the first runs, the next waits.
+        # The batches each busy worker has, in the order sent: the first runs, the others wait.
         self._running: dict[WorkerHandle, list[list[Pending]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._settle_waiters: list[asyncio.Future[None]] = []  # see settled()
@@ -414,10 +414,12 @@ class ModelPool:
         """Take an answered batch off its worker's list; False if it is not there (its worker
         died, and the batch went back to the queue)."""
         batches = self._running.get(worker, [])
-        if not any(b is batch for b in batches):
+        remaining = [b for b in batches if b is not batch]
+        if len(remaining) == len(batches):
             return False
-        batches[:] = [b for b in batches if b is not batch]
-        if not batches:
+        if remaining:
+            self._running[worker] = remaining
+        else:
             del self._running[worker]
         return True
 
